@@ -1,0 +1,44 @@
+# kat_scheduler's commands. Every target that needs Python packages sets up .venv itself.
+.PHONY: demo test utest itest bench lint fmt venv clean
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+# pytest-celery, when installed, replaces Celery's in-process fixtures; we use celery.contrib.pytest.
+PYTEST := $(BIN)/python -m pytest -p no:celery -q
+SELECT := $(if $(file),$(file),) $(if $(function),-k '$(function)',)
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/kat-scheduler demo $(DEMO_ARGS)
+
+# Both lanes: the fast unit lane (fakeredis, memory://) and the integration lane (real Redis, RabbitMQ).
+test: $(STAMP)
+	$(PYTEST) tests/unit tests/integration $(SELECT)
+
+utest: $(STAMP)
+	$(PYTEST) $(if $(file),,tests/unit) $(SELECT)
+
+itest: $(STAMP)
+	$(PYTEST) $(if $(file),,tests/integration) $(SELECT)
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check kat_scheduler tests benchmarks
+	$(BIN)/mypy
+
+fmt: $(STAMP)
+	$(BIN)/ruff check --fix kat_scheduler tests benchmarks
+
+clean:
+	rm -rf $(VENV) *.egg-info .mypy_cache .ruff_cache

@@ -1,0 +1,28 @@
+"""The Celery app of the scheduler processes (beat and the scheduler worker)."""
+
+import importlib
+import os
+
+from celery import Celery
+
+from kat_scheduler.config import load_settings
+
+
+def create_app() -> Celery:
+    settings = load_settings()
+    celery_app = Celery("kat_scheduler")
+    celery_app.config_from_object("kat_scheduler.celery_defaults")
+    celery_app.conf.broker_url = settings.celery_broker_url
+    # An operator's celeryconfig module (CELERY_CONFIG_MODULE, default "celeryconfig") has the last word.
+    module_name = os.environ.get("CELERY_CONFIG_MODULE", "celeryconfig")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        if error.name != module_name:
+            raise
+    else:
+        celery_app.conf.update({k: v for k, v in vars(module).items() if k.islower() and not k.startswith("_")})
+    return celery_app
+
+
+app = create_app()

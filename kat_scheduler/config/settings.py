@@ -1,0 +1,86 @@
+"""Settings, read from the environment under the names OpenKAT deployments already set."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AliasChoices, Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SettingsError(Exception):
+    """A setting has a value kat_scheduler cannot use; the message names the variable."""
+
+
+def _env(name: str, *more: str) -> AliasChoices:
+    return AliasChoices(name, *more)
+
+
+class Settings(BaseSettings):
+    """Every knob of kat_scheduler. The environment variable of each field is its alias."""
+
+    model_config = SettingsConfigDict(
+        env_file=None, case_sensitive=False, extra="ignore", populate_by_name=True
+    )
+
+    # OpenKAT's services
+    katalogus_api: str = Field("http://localhost:8003", validation_alias=_env("KATALOGUS_API"))
+    octopoes_api: str = Field("http://localhost:8001", validation_alias=_env("OCTOPOES_API"))
+    bytes_api: str = Field("http://localhost:8002", validation_alias=_env("BYTES_API"))
+    bytes_username: str = Field("bytes", validation_alias=_env("BYTES_USERNAME"))
+    bytes_password: str = Field("bytes", validation_alias=_env("BYTES_PASSWORD"))
+    queue_uri: str = Field("amqp://guest:guest@localhost:5672/%2F", validation_alias=_env("QUEUE_URI"))
+    katalogus_request_timeout: float = Field(
+        10.0, gt=0, validation_alias=_env("SCHEDULER_KATALOGUS_REQUEST_TIMEOUT")
+    )
+    octopoes_request_timeout: float = Field(
+        10.0, gt=0, validation_alias=_env("SCHEDULER_OCTOPOES_REQUEST_TIMEOUT")
+    )
+    bytes_request_timeout: float = Field(10.0, gt=0, validation_alias=_env("SCHEDULER_BYTES_REQUEST_TIMEOUT"))
+    katalogus_cache_ttl: float = Field(30.0, ge=0, validation_alias=_env("SCHEDULER_KATALOGUS_CACHE_TTL"))
+    rabbitmq_prefetch_count: int = Field(100, ge=1, validation_alias=_env("SCHEDULER_RABBITMQ_PREFETCH_COUNT"))
+
+    # Redis and Celery
+    redis_url: str = Field("redis://localhost:6379/0", validation_alias=_env("SCHEDULER_REDIS_URL"))
+    broker_url: str | None = Field(None, validation_alias=_env("CELERY_BROKER_URL"))
+    key_prefix: str = Field("kat", min_length=1, validation_alias=_env("SCHEDULER_KEY_PREFIX"))
+
+    # The queues
+    grace_period: int = Field(86400, ge=0, validation_alias=_env("SCHEDULER_PQ_GRACE_PERIOD"))
+    pq_maxsize: int = Field(0, ge=0, validation_alias=_env("SCHEDULER_PQ_MAXSIZE"))
+    lease_seconds: float = Field(300.0, gt=0, validation_alias=_env("SCHEDULER_LEASE_SECONDS"))
+    max_attempts: int = Field(3, ge=1, validation_alias=_env("SCHEDULER_MAX_ATTEMPTS"))
+    task_retention: int = Field(7 * 86400, gt=0, validation_alias=_env("SCHEDULER_TASK_RETENTION"))
+    filtered_claim_scan: int = Field(1000, ge=1, validation_alias=_env("SCHEDULER_FILTERED_CLAIM_SCAN"))
+
+    # The HTTP API and logging
+    api_host: str = Field("0.0.0.0", validation_alias=_env("SCHEDULER_API_HOST"))
+    api_port: int = Field(8000, ge=0, le=65535, validation_alias=_env("SCHEDULER_API_PORT"))
+    logging_format: Literal["text", "json"] = Field("text", validation_alias=_env("SCHEDULER_LOGGING_FORMAT"))
+    debug: bool = Field(False, validation_alias=_env("DEBUG"))
+
+    @property
+    def celery_broker_url(self) -> str:
+        """Celery's broker: CELERY_BROKER_URL when set, else the scheduler's own Redis."""
+        return self.broker_url or self.redis_url
+
+
+def env_name(field_name: str) -> str:
+    """The environment variable that sets a field."""
+    alias = Settings.model_fields[field_name].validation_alias
+    if isinstance(alias, AliasChoices):
+        return str(alias.choices[0])
+    return field_name.upper()
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings; a bad value raises SettingsError naming the variable and what it expected."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        problems = []
+        for issue in error.errors():
+            field = str(issue["loc"][0]) if issue["loc"] else "?"
+            name = env_name(field) if field in Settings.model_fields else field
+            problems.append(f"{name}: {issue['msg']} (got {issue.get('input')!r})")
+        raise SettingsError("invalid settings: " + "; ".join(problems)) from None

@@ -1,0 +1,31 @@
+"""The RabbitMQ events kat_scheduler reacts to."""
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from kat_scheduler.models.ooi import OOI
+from kat_scheduler.models.raw_data import RawData
+
+
+class ScanProfileMutation(BaseModel):
+    """Octopoes' message on `scan_profile_mutations`; `value` is null on a delete."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    operation: Literal["create", "update", "delete"]
+    primary_key: str
+    value: OOI | None = None
+    client_id: str
+
+
+class RawFileReceived(BaseModel):
+    """Bytes' message on `raw_file_received`."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    event_id: str | None = None
+    created_at: datetime | None = None
+    organization: str
+    raw_data: RawData

@@ -1,0 +1,123 @@
+"""Task payloads (what runners receive), the task record, and the work identity."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+import mmh3
+from pydantic import BaseModel, ConfigDict, Field
+
+from kat_scheduler.models.raw_data import BoefjeRef, RawData
+
+
+class TaskStatus(StrEnum):
+    PENDING = "pending"
+    QUEUED = "queued"
+    DISPATCHED = "dispatched"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+ACTIVE_STATUSES = frozenset({TaskStatus.QUEUED, TaskStatus.DISPATCHED, TaskStatus.RUNNING})
+FINAL_STATUSES = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED})
+
+
+def new_task_id() -> str:
+    return str(uuid.uuid4())
+
+
+def identity_hash(identity: str) -> str:
+    """OpenKAT's work-identity hash: MurmurHash3 x64 128 of the identity string, 32 hex characters."""
+    return mmh3.hash_bytes(identity).hex()
+
+
+class NormalizerRef(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    name: str | None = None
+    version: str | None = None
+
+
+class BoefjeTask(BaseModel):
+    """The payload of a boefje task."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str = Field(default_factory=new_task_id)
+    boefje: BoefjeRef
+    input_ooi: str | None = None
+    organization: str
+
+    @property
+    def identity(self) -> str:
+        if self.input_ooi:
+            return f"{self.input_ooi}-{self.boefje.id}-{self.organization}"
+        return f"{self.boefje.id}-{self.organization}"
+
+    @property
+    def hash(self) -> str:
+        return identity_hash(self.identity)
+
+    @property
+    def plugin_id(self) -> str:
+        return self.boefje.id
+
+
+class NormalizerTask(BaseModel):
+    """The payload of a normalizer task."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str = Field(default_factory=new_task_id)
+    normalizer: NormalizerRef
+    raw_data: RawData
+
+    @property
+    def organization(self) -> str:
+        return self.raw_data.boefje_meta.organization
+
+    @property
+    def input_ooi(self) -> str | None:
+        return self.raw_data.boefje_meta.input_ooi
+
+    @property
+    def identity(self) -> str:
+        return f"{self.normalizer.id}-{self.raw_data.boefje_meta.id}-{self.organization}"
+
+    @property
+    def hash(self) -> str:
+        return identity_hash(self.identity)
+
+    @property
+    def plugin_id(self) -> str:
+        return self.normalizer.id
+
+
+TaskType = Literal["boefje", "normalizer"]
+PAYLOAD_MODELS: dict[str, type[BoefjeTask] | type[NormalizerTask]] = {
+    "boefje": BoefjeTask,
+    "normalizer": NormalizerTask,
+}
+
+
+class Task(BaseModel):
+    """A task record as the HTTP API and the CLI show it."""
+
+    id: str
+    scheduler_id: str
+    schedule_id: str | None = None
+    organisation: str
+    priority: int
+    status: TaskStatus
+    type: str
+    hash: str
+    data: dict[str, Any]
+    attempts: int = 0
+    created_at: datetime
+    modified_at: datetime

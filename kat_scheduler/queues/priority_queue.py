@@ -1,0 +1,250 @@
+"""The Redis priority queue of one kind of task (boefje or normalizer).
+
+Every operation is one call of the Lua script beside this module (queue.lua), so any number of
+processes can push, claim and ack at once: Redis runs each call alone. Lower scores are served
+first (OpenKAT's convention); a negative score marks a manual task. Organisations take turns, see
+docs/fairness.md.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import redis
+from pydantic import ValidationError
+
+from kat_scheduler.models.tasks import PAYLOAD_MODELS, BoefjeTask, NormalizerTask
+from kat_scheduler.queues.errors import InvalidItem, QueueUnavailable
+from kat_scheduler.repositories.task_records import TaskRecord, TaskRepository
+
+SCRIPT = (Path(__file__).parent / "queue.lua").read_text()
+PUSH_CHUNK = 2000  # items per script call in a batch push: keeps each call short for other clients
+
+Payload = BoefjeTask | NormalizerTask
+
+
+def wall_clock_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class PushOutcome(StrEnum):
+    QUEUED = "queued"
+    UPDATED = "updated"  # the identity was queued already and got the new score
+    DUPLICATE = "duplicate"  # the identity is queued, dispatched or running already
+    FULL = "full"
+    ID_TAKEN = "id_taken"
+
+
+@dataclass(frozen=True, slots=True)
+class PushResult:
+    outcome: PushOutcome
+    task_id: str  # the new task, or the task that already holds the identity
+    holder_status: str | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return self.outcome in (PushOutcome.QUEUED, PushOutcome.UPDATED)
+
+
+@dataclass(frozen=True, slots=True)
+class ReapResult:
+    requeued: list[str]
+    dead_lettered: list[str]
+
+
+class PriorityQueue:
+    """One kind's queue. `client` must decode responses (decode_responses=True)."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        kind: str,
+        *,
+        prefix: str = "kat",
+        maxsize: int = 0,
+        lease_seconds: float = 300.0,
+        max_attempts: int = 3,
+        retention_seconds: int = 7 * 86400,
+        filtered_claim_scan: int = 1000,
+        clock_ms: Callable[[], int] = wall_clock_ms,
+    ) -> None:
+        if kind not in PAYLOAD_MODELS:
+            raise ValueError(f"unknown task kind {kind!r}; expected one of {sorted(PAYLOAD_MODELS)}")
+        self.client = client
+        self.kind = kind
+        self.payload_model = PAYLOAD_MODELS[kind]
+        self.base = "{" + f"{prefix}:{kind}" + "}"
+        self.maxsize = maxsize
+        self.lease_ms = int(lease_seconds * 1000)
+        self.max_attempts = max_attempts
+        self.retention_ms = retention_seconds * 1000
+        self.filtered_claim_scan = filtered_claim_scan
+        self.clock_ms = clock_ms
+        self.records = TaskRepository(client, prefix, kind)
+        self._script = client.register_script(SCRIPT)
+
+    def _call(self, operation: str, *args: Any) -> Any:
+        try:
+            return self._script(keys=[self.base], args=[operation, self.clock_ms(), *args])
+        except (redis.ConnectionError, redis.TimeoutError) as error:
+            raise QueueUnavailable(self.client, error) from error
+
+    # -- pushing -----------------------------------------------------------------------------
+
+    def validate(self, payload: Payload | dict[str, Any]) -> Payload:
+        """The payload as this queue's model; InvalidItem names the field and the reason."""
+        if isinstance(payload, self.payload_model):
+            return payload
+        if isinstance(payload, BoefjeTask | NormalizerTask):
+            raise InvalidItem("data", f"a {type(payload).__name__} does not belong on the {self.kind} queue")
+        try:
+            return self.payload_model.model_validate(payload)
+        except ValidationError as error:
+            first = error.errors()[0]
+            field = ".".join(str(part) for part in first["loc"]) or "data"
+            raise InvalidItem(field, first["msg"]) from None
+
+    def push(
+        self,
+        payload: Payload | dict[str, Any],
+        score: int,
+        *,
+        schedule_id: str | None = None,
+        update: bool = False,
+        manual_may_overflow: bool = True,
+    ) -> PushResult:
+        """Queue one task. With update=True a queued task of the same identity takes the new score."""
+        return self.push_many([(payload, score)], schedule_id=schedule_id, update=update,
+                              manual_may_overflow=manual_may_overflow)[0]
+
+    def push_many(
+        self,
+        items: Iterable[tuple[Payload | dict[str, Any], int]],
+        *,
+        schedule_id: str | None = None,
+        update: bool = False,
+        manual_may_overflow: bool = True,
+    ) -> list[PushResult]:
+        """Queue many (payload, score) pairs in few round trips; all are validated before any is written."""
+        validated = [(self.validate(payload), int(score)) for payload, score in items]
+        results: list[PushResult] = []
+        for start in range(0, len(validated), PUSH_CHUNK):
+            chunk = validated[start:start + PUSH_CHUNK]
+            args: list[Any] = [self.maxsize, int(manual_may_overflow), int(update)]
+            for payload, score in chunk:
+                args += [payload.id, payload.organization, payload.hash, score, payload.plugin_id,
+                         payload.input_ooi or "", payload.model_dump_json(), schedule_id or ""]
+            replies = self._call("push", *args)
+            results += [_push_result(payload.id, reply) for (payload, _), reply in zip(chunk, replies, strict=True)]
+        return results
+
+    # -- claiming and the claim's life ------------------------------------------------------
+
+    def claim(self, count: int = 1, plugin_ids: Sequence[str] | None = None) -> list[TaskRecord]:
+        """Take the next `count` tasks in serving order, each under a lease.
+
+        With `plugin_ids`, only tasks of those plugins (looking at no more than
+        `filtered_claim_scan` queued tasks, so a claim stays cheap)."""
+        if plugin_ids is not None and not plugin_ids:
+            return []
+        replies = self._call("claim", count, self.lease_ms, self.filtered_claim_scan, *(plugin_ids or ()))
+        return [TaskRecord.from_reply(self.kind, reply) for reply in replies]
+
+    def claim_one(self) -> TaskRecord | None:
+        claimed = self.claim(1)
+        return claimed[0] if claimed else None
+
+    def ack(self, task_id: str, *, failed: bool = False, attempt: int | None = None) -> str:
+        """Finish a claimed task. Returns "ok", or why not: its status, "unknown" or "stale"."""
+        return str(self._call("ack", task_id, "failed" if failed else "completed", _token(attempt),
+                              self.retention_ms))
+
+    def mark_running(self, task_id: str, attempt: int | None = None) -> str:
+        return str(self._call("running", task_id, _token(attempt)))
+
+    def release(self, task_id: str, attempt: int | None = None) -> str:
+        """Give a claimed task back: it returns to its place in the queue."""
+        return str(self._call("release", task_id, _token(attempt)))
+
+    def renew(self, task_id: str, attempt: int | None = None, lease_seconds: float | None = None) -> str:
+        lease_ms = self.lease_ms if lease_seconds is None else int(lease_seconds * 1000)
+        return str(self._call("renew", task_id, _token(attempt), lease_ms))
+
+    def reap(self, limit: int = 1000) -> ReapResult:
+        """Return tasks whose lease ran out to the queue; dead-letter those out of attempts."""
+        requeued, dead = self._call("reap", self.max_attempts, limit, self.retention_ms)
+        return ReapResult(list(requeued), list(dead))
+
+    # -- cancelling -------------------------------------------------------------------------
+
+    def cancel(self, *task_ids: str) -> list[str]:
+        """Cancel queued tasks; per id "cancelled" or the status that kept it from being cancelled."""
+        if not task_ids:
+            return []
+        return list(self._call("cancel", self.retention_ms, *task_ids))
+
+    def cancel_ooi(self, organisation: str, ooi: str) -> list[str]:
+        """Cancel every queued task of one OOI; returns their ids."""
+        return list(self._call("cancel_ooi", self.retention_ms, organisation, ooi))
+
+    def queued_ids_of_ooi(self, organisation: str, ooi: str) -> list[str]:
+        return list(self.client.smembers(f"{self.base}:ooi:{organisation}:{ooi}"))
+
+    # -- dead letters ----------------------------------------------------------------------
+
+    def dead_letters(self, offset: int = 0, limit: int = 100) -> list[TaskRecord]:
+        ids = self.client.zrange(f"{self.base}:dead", offset, offset + limit - 1)
+        return self.records.get_many(ids)
+
+    def requeue_dead(self, task_id: str) -> str:
+        return str(self._call("requeue_dead", task_id))
+
+    def drop_dead(self, task_id: str) -> str:
+        return str(self._call("drop_dead", self.retention_ms, task_id))
+
+    # -- looking ----------------------------------------------------------------------------
+
+    def size(self) -> int:
+        return int(self.client.get(f"{self.base}:size") or 0)
+
+    def counts(self) -> dict[str, int]:
+        """Queued tasks per organisation."""
+        return {org: int(n) for org, n in self.client.hgetall(f"{self.base}:counts").items()}
+
+    def in_flight(self) -> int:
+        """Claimed tasks whose lease is still held."""
+        return int(self.client.zcard(f"{self.base}:leases"))
+
+    def dead_count(self) -> int:
+        return int(self.client.zcard(f"{self.base}:dead"))
+
+    def list_queued(self, organisation: str, offset: int = 0, limit: int = 100) -> list[TaskRecord]:
+        """One organisation's queued tasks in the order it will be served."""
+        members = self.client.zrange(f"{self.base}:q:{organisation}", offset, offset + limit - 1)
+        return self.records.get_many(member[12:] for member in members)
+
+    def peek(self, count: int = 10) -> list[TaskRecord]:
+        """The head task of each organisation, in turn order: the next claims if nothing changes."""
+        orgs = self.client.zrange(f"{self.base}:orgs", 0, count - 1)
+        pipe = self.client.pipeline(transaction=False)
+        for org in orgs:
+            pipe.zrange(f"{self.base}:q:{org}", 0, 0)
+        heads = [members[0][12:] for members in pipe.execute() if members]
+        return self.records.get_many(heads)
+
+
+def _token(attempt: int | None) -> str:
+    return "" if attempt is None else str(attempt)
+
+
+def _push_result(task_id: str, reply: str) -> PushResult:
+    outcome, _, rest = reply.partition(":")
+    if outcome in ("queued", "full", "id_taken"):
+        return PushResult(PushOutcome(outcome), task_id)
+    holder, _, status = rest.partition(":")
+    return PushResult(PushOutcome(outcome), holder, status or "queued")

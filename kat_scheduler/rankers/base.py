@@ -1,0 +1,54 @@
+"""What a ranker is: a function from what we know about a task to its score.
+
+Scores are milliseconds on the wall clock, lower first: a task's score is the moment it "should
+have been" served. Because every score is its push time plus a bounded delay, a task that waits long
+enough is ahead of anything pushed later; nothing starves. Manual tasks are pushed MANUAL_LEAD_MS
+into the past, which makes their score negative and puts them before all other work.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+MANUAL_LEAD_MS = 10**13  # about 317 years: a manual task's score is always below zero
+
+
+@dataclass(frozen=True, slots=True)
+class RankingContext:
+    now_ms: int
+    manual: bool = False
+    last_run_ms: int | None = None  # end of the last finished run of this work identity, if any
+    interval_seconds: int = 86400  # how long a result stays fresh: the plugin's interval or the grace period
+
+
+class Ranker(ABC):
+    """Scores one kind of task. Subclasses only decide the delay of automatic tasks."""
+
+    name: str
+
+    def rank(self, context: RankingContext) -> int:
+        if context.manual:
+            return context.now_ms - MANUAL_LEAD_MS
+        delay = self.delay_ms(context)
+        if not 0 <= delay <= self.max_delay_ms:
+            raise ValueError(f"{self.name} ranker gave delay {delay} ms outside [0, {self.max_delay_ms}]")
+        return context.now_ms + delay
+
+    @property
+    @abstractmethod
+    def max_delay_ms(self) -> int:
+        """The largest delay this ranker gives: the bound on how long later work can overtake a task."""
+
+    @abstractmethod
+    def delay_ms(self, context: RankingContext) -> int:
+        """How far behind a task pushed at the same moment with delay 0 this task should stand."""
+
+
+RANKERS: dict[str, type[Ranker]] = {}
+
+
+def register(ranker: type[Ranker]) -> type[Ranker]:
+    """Make a ranker available by its name (a class decorator)."""
+    RANKERS[ranker.name] = ranker
+    return ranker
