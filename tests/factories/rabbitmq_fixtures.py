@@ -1,0 +1,1 @@
+"""RabbitMQ for the integration lane."""
