@@ -8,6 +8,8 @@ docs/fairness.md.
 
 from __future__ import annotations
 
+import itertools
+import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -20,10 +22,11 @@ from pydantic import ValidationError
 
 from kat_scheduler.models.tasks import PAYLOAD_MODELS, BoefjeTask, NormalizerTask
 from kat_scheduler.queues.errors import InvalidItem, QueueUnavailable
-from kat_scheduler.repositories.task_records import TaskRecord, TaskRepository
+from kat_scheduler.repositories.task_records import SEP, TaskRecord, TaskRepository
 
 SCRIPT = (Path(__file__).parent / "queue.lua").read_text()
-PUSH_CHUNK = 2000  # items per script call in a batch push: keeps each call short for other clients
+MEMBER_SEQ_LENGTH = 16  # hex digits before the task id in a sorted-set member
+PUSH_CHUNK = 500  # items per script call in a batch push: keeps each call short for other clients
 
 Payload = BoefjeTask | NormalizerTask
 
@@ -75,7 +78,8 @@ class PriorityQueue:
     ) -> None:
         if kind not in PAYLOAD_MODELS:
             raise ValueError(f"unknown task kind {kind!r}; expected one of {sorted(PAYLOAD_MODELS)}")
-        self.client = client
+        # Replies are str (decode_responses=True); redis-py's annotations cannot say so.
+        self.client: Any = client
         self.kind = kind
         self.payload_model = PAYLOAD_MODELS[kind]
         self.base = "{" + f"{prefix}:{kind}" + "}"
@@ -87,6 +91,8 @@ class PriorityQueue:
         self.clock_ms = clock_ms
         self.records = TaskRepository(client, prefix, kind)
         self._script = client.register_script(SCRIPT)
+        self._script_loaded = False
+        self._sequence = itertools.count()
 
     def _call(self, operation: str, *args: Any) -> Any:
         try:
@@ -94,20 +100,59 @@ class PriorityQueue:
         except (redis.ConnectionError, redis.TimeoutError) as error:
             raise QueueUnavailable(self.client, error) from error
 
+    def _call_streamed(self, operation: str, arg_lists: Iterable[list[Any]]) -> list[Any]:
+        """Several calls of one operation on one connection, each sent as soon as its arguments are
+        built and all replies read at the end: Redis runs one call while Python builds the next.
+        Every call is atomic on its own, as with _call."""
+        pool = getattr(self.client, "connection_pool", None)
+        if pool is None:  # a cluster client routes each call itself
+            return [self._call(operation, *args) for args in arg_lists]
+        sent: list[list[Any]] = []
+        replies: list[Any] = []
+        connection = pool.get_connection()
+        try:
+            if not self._script_loaded:
+                connection.send_command("SCRIPT", "LOAD", SCRIPT)
+                connection.read_response()
+                self._script_loaded = True
+            for args in arg_lists:
+                connection.send_command("EVALSHA", self._script.sha, 1, self.base, operation, self.clock_ms(),
+                                        *args)
+                sent.append(args)
+            for _ in sent:
+                try:
+                    replies.append(connection.read_response())
+                except redis.ResponseError as error:
+                    replies.append(error)
+        except (redis.ConnectionError, redis.TimeoutError) as error:
+            connection.disconnect()
+            raise QueueUnavailable(self.client, error) from error
+        finally:
+            pool.release(connection)
+        for n, reply in enumerate(replies):
+            if isinstance(reply, redis.exceptions.NoScriptError):  # Redis lost its scripts meanwhile
+                replies[n] = self._call(operation, *sent[n])
+            elif isinstance(reply, redis.ResponseError):
+                raise reply
+        return replies
+
     # -- pushing -----------------------------------------------------------------------------
 
     def validate(self, payload: Payload | dict[str, Any]) -> Payload:
         """The payload as this queue's model; InvalidItem names the field and the reason."""
         if isinstance(payload, self.payload_model):
+            _check_key_safe(payload)
             return payload
         if isinstance(payload, BoefjeTask | NormalizerTask):
             raise InvalidItem("data", f"a {type(payload).__name__} does not belong on the {self.kind} queue")
         try:
-            return self.payload_model.model_validate(payload)
+            validated = self.payload_model.model_validate(payload)
         except ValidationError as error:
             first = error.errors()[0]
             field = ".".join(str(part) for part in first["loc"]) or "data"
             raise InvalidItem(field, first["msg"]) from None
+        _check_key_safe(validated)
+        return validated
 
     def push(
         self,
@@ -132,15 +177,25 @@ class PriorityQueue:
     ) -> list[PushResult]:
         """Queue many (payload, score) pairs in few round trips; all are validated before any is written."""
         validated = [(self.validate(payload), int(score)) for payload, score in items]
-        results: list[PushResult] = []
-        for start in range(0, len(validated), PUSH_CHUNK):
-            chunk = validated[start:start + PUSH_CHUNK]
-            args: list[Any] = [self.maxsize, int(manual_may_overflow), int(update)]
+        chunks = [validated[start:start + PUSH_CHUNK] for start in range(0, len(validated), PUSH_CHUNK)]
+        options = [self.maxsize, int(manual_may_overflow), int(update)]
+
+        def arguments(chunk: list[tuple[Payload, int]]) -> list[Any]:
+            now = self.clock_ms()
+            args: list[Any] = list(options)
             for payload, score in chunk:
-                args += [payload.id, payload.organization, payload.hash, score, payload.plugin_id,
-                         payload.input_ooi or "", payload.model_dump_json(), schedule_id or ""]
-            replies = self._call("push", *args)
-            results += [_push_result(payload.id, reply) for (payload, _), reply in zip(chunk, replies, strict=True)]
+                args += _push_item(payload, score, schedule_id, now, next(self._sequence))
+            return args
+
+        if len(chunks) == 1:
+            replies = [self._call("push", *arguments(chunks[0]))]
+        else:
+            replies = self._call_streamed("push", (arguments(chunk) for chunk in chunks))
+        results: list[PushResult] = []
+        for chunk, exceptions in zip(chunks, replies, strict=True):
+            outcomes = dict(zip(exceptions[::2], exceptions[1::2], strict=True))
+            results += [_push_result(payload.id, outcomes.get(position, "queued"))
+                        for position, (payload, _) in enumerate(chunk, start=1)]
         return results
 
     # -- claiming and the claim's life ------------------------------------------------------
@@ -152,8 +207,8 @@ class PriorityQueue:
         `filtered_claim_scan` queued tasks, so a claim stays cheap)."""
         if plugin_ids is not None and not plugin_ids:
             return []
-        replies = self._call("claim", count, self.lease_ms, self.filtered_claim_scan, *(plugin_ids or ()))
-        return [TaskRecord.from_reply(self.kind, reply) for reply in replies]
+        reply = self._call("claim", count, self.lease_ms, self.filtered_claim_scan, *(plugin_ids or ()))
+        return [TaskRecord.parse(self.kind, reply[n], reply[n + 1]) for n in range(0, len(reply), 2)]
 
     def claim_one(self) -> TaskRecord | None:
         claimed = self.claim(1)
@@ -192,8 +247,9 @@ class PriorityQueue:
         """Cancel every queued task of one OOI; returns their ids."""
         return list(self._call("cancel_ooi", self.retention_ms, organisation, ooi))
 
-    def queued_ids_of_ooi(self, organisation: str, ooi: str) -> list[str]:
-        return list(self.client.smembers(f"{self.base}:ooi:{organisation}:{ooi}"))
+    def active_ids_of_ooi(self, organisation: str, ooi: str) -> list[str]:
+        """The queued, dispatched and running tasks of one OOI."""
+        return list(self.client.hvals(f"{self.base}:a:{organisation}:{ooi}"))
 
     # -- dead letters ----------------------------------------------------------------------
 
@@ -210,7 +266,8 @@ class PriorityQueue:
     # -- looking ----------------------------------------------------------------------------
 
     def size(self) -> int:
-        return int(self.client.get(f"{self.base}:size") or 0)
+        """Queued tasks, all organisations together."""
+        return sum(int(n) for n in self.client.hvals(f"{self.base}:counts"))
 
     def counts(self) -> dict[str, int]:
         """Queued tasks per organisation."""
@@ -226,7 +283,7 @@ class PriorityQueue:
     def list_queued(self, organisation: str, offset: int = 0, limit: int = 100) -> list[TaskRecord]:
         """One organisation's queued tasks in the order it will be served."""
         members = self.client.zrange(f"{self.base}:q:{organisation}", offset, offset + limit - 1)
-        return self.records.get_many(member[12:] for member in members)
+        return self.records.get_many(member[MEMBER_SEQ_LENGTH:] for member in members)
 
     def peek(self, count: int = 10) -> list[TaskRecord]:
         """The head task of each organisation, in turn order: the next claims if nothing changes."""
@@ -234,8 +291,33 @@ class PriorityQueue:
         pipe = self.client.pipeline(transaction=False)
         for org in orgs:
             pipe.zrange(f"{self.base}:q:{org}", 0, 0)
-        heads = [members[0][12:] for members in pipe.execute() if members]
+        heads = [members[0][MEMBER_SEQ_LENGTH:] for members in pipe.execute() if members]
         return self.records.get_many(heads)
+
+
+def _push_item(payload: Payload, score: int, schedule_id: str | None, now_ms: int, count: int) -> tuple[str, ...]:
+    """One push item for queue.lua: the id, the sorted-set member and the record (RECORD_FIELDS).
+
+    The member starts with 16 hex digits of (clock << 20 | counter), so equal scores come out in
+    push order. The payload is stored without its id (the record's own key) and without empty
+    optional fields."""
+    seq = f"{(now_ms << 20) | (count & 0xFFFFF):016x}"
+    data = payload.model_dump_json(exclude={"id"}, exclude_none=True)
+    record = SEP.join(("queued", str(score), seq, "0", str(now_ms), str(now_ms), payload.organization,
+                       payload.hash, payload.input_ooi or "", payload.plugin_id, schedule_id or "", "", data))
+    return payload.id, seq + payload.id, record
+
+
+_UNSAFE_IN_ORGANISATION = re.compile(r"[:{}\x00-\x1f]")
+
+
+def _check_key_safe(payload: Payload) -> None:
+    """Organisation ids become parts of key names and every field is stored between unit separators."""
+    if _UNSAFE_IN_ORGANISATION.search(payload.organization):
+        raise InvalidItem("organization", "must not contain ':', '{', '}' or control characters")
+    for field, value in (("input_ooi", payload.input_ooi or ""), ("plugin", payload.plugin_id)):
+        if "\x1f" in value:
+            raise InvalidItem(field, "must not contain the unit separator (0x1f)")
 
 
 def _token(attempt: int | None) -> str:

@@ -5,37 +5,67 @@
 -- clock in milliseconds, the rest belong to the operation.
 --
 -- Layout (P = KEYS[1]):
---   P:t:<id>          hash    the task record
---   P:q:<org>         zset    queued tasks of one organisation: member "<seq:12 hex><id>", score
---                             = rank (lower first; negative = manual); the seq keeps equal ranks FIFO
+--   P:t:<id>          string  the task record: the fields of FIELDS joined by SEP, the payload last
+--   P:q:<org>         zset    queued tasks of one organisation: member "<seq><id>", score = rank
+--                             (lower first; negative = manual); seq, 16 hex digits from the pushing
+--                             client's clock and counter, keeps equal ranks first in, first out
 --   P:orgs            zset    organisations with queued work, in serving order:
 --                             score = band * BAND + turn (band 0 when the head is manual, else 1)
---   P:active          hash    work identity -> task id, for queued, dispatched and running tasks
---   P:ooi:<org>:<pk>  set     ids of the queued tasks of one OOI
+--   P:a:<org>:<ooi>   hash    work identity -> task id, for the active (queued, dispatched, running)
+--                             tasks of one OOI ("" when a task has none); doubles as the OOI's index
 --   P:leases          zset    claimed task id -> lease deadline (ms)
 --   P:dead            zset    dead-lettered task id -> time (ms)
 --   P:counts          hash    organisation -> number of queued tasks
---   P:size            string  number of queued tasks
 --   P:history         zset    task id -> created (ms), for listing records
 --   P:lastrun         hash    work identity -> end of its last finished run (ms)
---   P:seq, P:turn     string  counters
+--   P:turn            string  counter of the organisations' turns
 --
 -- Each operation checks everything first and writes after, so a refusal leaves nothing half-written.
+-- The record is one string rather than a hash: a hash holding the payload outgrows Redis' compact
+-- encoding and costs more than twice the memory.
 
 local P = KEYS[1]
 local op = ARGV[1]
 local now = tonumber(ARGV[2])
 local BAND = 1e15
+local SEP = "\31"
 local unpack = unpack or table.unpack -- Lua 5.1 in Redis, 5.4 elsewhere
+
+-- The record's fields, in order; keep in step with RECORD_FIELDS in repositories/task_records.py.
+local STATUS, PRIO, SEQ, ATTEMPTS, CREATED, MODIFIED, ORG, HASH, OOI, PLUGIN, SCHEDULE, REASON, DATA =
+    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13
 
 local function record_key(id) return P .. ":t:" .. id end
 local function org_key(org) return P .. ":q:" .. org end
-local function ooi_key(org, ooi) return P .. ":ooi:" .. org .. ":" .. ooi end
-local function member_of(seq, id) return string.format("%012x", seq) .. id end
+local function group_key(org, ooi) return P .. ":a:" .. org .. ":" .. ooi end
+local function member_of(seq, id) return seq .. id end
+local function id_of(member) return string.sub(member, 17) end
 
--- Put an organisation in its place in the serving order after its queue changed. A served
--- organisation (new_turn) goes to the back of its band; otherwise it keeps its turn.
-local function place_org(org, new_turn)
+local function read_record(id)
+    local raw = redis.call("GET", record_key(id))
+    if not raw then return nil end
+    local fields, start = {}, 1
+    for i = 1, DATA - 1 do
+        local stop = string.find(raw, SEP, start, true)
+        fields[i] = string.sub(raw, start, stop - 1)
+        start = stop + 1
+    end
+    fields[DATA] = string.sub(raw, start) -- the payload may hold anything
+    return fields
+end
+
+local function write_record(id, r) redis.call("SET", record_key(id), table.concat(r, SEP)) end
+
+local function set_status(id, r, status)
+    r[STATUS] = status
+    r[MODIFIED] = ARGV[2]
+    write_record(id, r)
+end
+
+-- Put an organisation in its place in the serving order after its queue changed. An organisation
+-- whose head task is manual is in band 0, before all others; a served organisation goes to the back
+-- of its band; the others keep their turn.
+local function place_org(org, served)
     local head = redis.call("ZRANGE", org_key(org), 0, 0, "WITHSCORES")
     if #head == 0 then
         redis.call("ZREM", P .. ":orgs", org)
@@ -43,131 +73,158 @@ local function place_org(org, new_turn)
     end
     local band = 1
     if tonumber(head[2]) < 0 then band = 0 end
-    local current = redis.call("ZSCORE", P .. ":orgs", org)
-    local turn
-    if new_turn or not current then
-        turn = redis.call("INCR", P .. ":turn")
-    else
-        turn = tonumber(current) % BAND
+    local turn = nil
+    if not served then
+        local current = redis.call("ZSCORE", P .. ":orgs", org)
+        if current then
+            turn = tonumber(current) % BAND
+            if tonumber(current) - turn == band * BAND then return end -- in its place already
+        end
     end
+    turn = turn or redis.call("INCR", P .. ":turn")
     redis.call("ZADD", P .. ":orgs", band * BAND + turn, org)
 end
 
--- Queue an existing record (new, released or reaped): sorted set, OOI index, counters.
-local function enqueue(id, org, member, score, ooi)
-    redis.call("ZADD", org_key(org), score, member)
-    if ooi ~= "" then redis.call("SADD", ooi_key(org, ooi), id) end
-    redis.call("HINCRBY", P .. ":counts", org, 1)
-    redis.call("INCR", P .. ":size")
-    place_org(org, false)
+local function count_queued(org, change)
+    if redis.call("HINCRBY", P .. ":counts", org, change) <= 0 then redis.call("HDEL", P .. ":counts", org) end
 end
 
--- Take a queued record out of the queue structures.
-local function dequeue(id, org, member, ooi, served)
-    redis.call("ZREM", org_key(org), member)
-    if ooi ~= "" then redis.call("SREM", ooi_key(org, ooi), id) end
-    if redis.call("HINCRBY", P .. ":counts", org, -1) <= 0 then redis.call("HDEL", P .. ":counts", org) end
-    redis.call("DECR", P .. ":size")
-    place_org(org, served)
+-- Queue a record again (released, reaped or requeued from the dead letters).
+local function enqueue(id, r)
+    redis.call("ZADD", org_key(r[ORG]), r[PRIO], member_of(r[SEQ], id))
+    count_queued(r[ORG], 1)
+    place_org(r[ORG], false)
 end
 
-local function release_identity(hash, id)
-    if redis.call("HGET", P .. ":active", hash) == id then redis.call("HDEL", P .. ":active", hash) end
+-- Take a queued record out of its organisation's queue.
+local function dequeue(id, r, served)
+    redis.call("ZREM", org_key(r[ORG]), member_of(r[SEQ], id))
+    count_queued(r[ORG], -1)
+    place_org(r[ORG], served)
 end
 
-local RECORD_FIELDS = {"org", "hash", "status", "prio", "seq", "attempts", "data", "ooi", "plugin",
-                       "schedule", "created", "modified"}
-
-local function read_record(id)
-    local values = redis.call("HMGET", record_key(id), unpack(RECORD_FIELDS))
-    if not values[1] then return nil end
-    local record = {id = id}
-    for i, field in ipairs(RECORD_FIELDS) do record[field] = values[i] or "" end
-    return record
+local function release_identity(id, r)
+    local group = group_key(r[ORG], r[OOI])
+    if redis.call("HGET", group, r[HASH]) == id then redis.call("HDEL", group, r[HASH]) end
 end
 
-local function record_reply(r)
-    return {r.id, r.org, r.hash, r.status, r.prio, r.attempts, r.data, r.ooi, r.plugin, r.schedule,
-            r.created, r.modified}
+-- Add score/member pairs to a sorted set, in slices that stay within Lua's stack.
+local function zadd_all(key, pairs)
+    for start = 1, #pairs, 4000 do
+        redis.call("ZADD", key, unpack(pairs, start, math.min(start + 3999, #pairs)))
+    end
 end
+
+-- Add the members a push collected per organisation, then count them and place the organisations.
+local function flush_org_adds(by_org)
+    for org, adds in pairs(by_org) do
+        zadd_all(org_key(org), adds)
+        count_queued(org, adds.n)
+        place_org(org, false)
+        by_org[org] = nil
+    end
+end
+
+-- A new record: "queued", then capture score, seq, (attempts, created, modified,) organisation,
+-- hash and OOI, and the remaining fields (plugin, schedule, reason, payload) after them.
+local FIELD = "([^" .. SEP .. "]*)" .. SEP
+local SKIP = "[^" .. SEP .. "]*" .. SEP
+local PUSHED_RECORD = "^queued" .. SEP .. FIELD .. FIELD .. SKIP .. SKIP .. SKIP .. FIELD .. FIELD .. FIELD ..
+    SKIP .. SKIP .. SKIP
 
 -- push: ARGV[3] max size (0 = none), ARGV[4] "1" lets manual items exceed it, ARGV[5] "1" lets
--- a push re-prioritise a queued task of the same identity, then 8 fields per item:
--- id, organisation, hash, score, plugin, ooi, data, schedule id.
--- Replies one string per item: "queued", "updated:<id>", "duplicate:<id>:<status>", "full", "id_taken".
+-- a push re-prioritise a queued task of the same identity, then three arguments per item: the id,
+-- the sorted-set member and the whole record, as the caller built them.
+-- Replies only the items that were not simply queued, as {position, outcome, ...}; an outcome is
+-- "updated:<id>", "duplicate:<id>:<status>", "full" or "id_taken".
 local function push()
     local maxsize = tonumber(ARGV[3])
     local manual_may_overflow = ARGV[4] == "1"
     local may_update = ARGV[5] == "1"
-    local width = 8
-    local count = (#ARGV - 5) / width
-    if count ~= math.floor(count) or count < 1 then return redis.error_reply("push: bad argument count") end
-    for i = 0, count - 1 do
-        local base = 6 + i * width
-        if ARGV[base] == "" or ARGV[base + 1] == "" or ARGV[base + 2] == "" then
-            return redis.error_reply("push: item " .. (i + 1) .. " lacks an id, organisation or hash")
+    if (#ARGV - 5) % 3 ~= 0 then return redis.error_reply("push: items come as id, member, record") end
+    local items = {}
+    for n = 6, #ARGV, 3 do
+        local position = (n - 3) / 3
+        local score, seq, org, hash, ooi = string.match(ARGV[n + 2], PUSHED_RECORD)
+        if not score then return redis.error_reply("push: item " .. position .. " has a malformed record") end
+        if ARGV[n] == "" or org == "" or hash == "" or ARGV[n + 1] ~= seq .. ARGV[n] then
+            return redis.error_reply("push: item " .. position .. " lacks an id, organisation or hash")
         end
-        if not tonumber(ARGV[base + 3]) then
-            return redis.error_reply("push: item " .. (i + 1) .. " has a score that is not a number")
+        if not tonumber(score) then
+            return redis.error_reply("push: item " .. position .. " has a score that is not a number")
         end
+        items[#items + 1] = {score, org, hash, ooi}
     end
-    local size = tonumber(redis.call("GET", P .. ":size") or "0")
-    local replies = {}
-    for i = 0, count - 1 do
-        local base = 6 + i * width
-        local id, org, hash, score = ARGV[base], ARGV[base + 1], ARGV[base + 2], ARGV[base + 3]
-        local plugin, ooi, data, schedule = ARGV[base + 4], ARGV[base + 5], ARGV[base + 6], ARGV[base + 7]
-        local holder = redis.call("HGET", P .. ":active", hash)
-        if holder then
-            local status = redis.call("HGET", record_key(holder), "status")
+    local size = 0
+    if maxsize > 0 then
+        for _, count in ipairs(redis.call("HVALS", P .. ":counts")) do size = size + tonumber(count) end
+    end
+    local added, by_org, history, replies = 0, {}, {}, {}
+    for position, f in ipairs(items) do
+        local n = 3 + 3 * position
+        local id, member = ARGV[n], ARGV[n + 1]
+        local score, org, hash = f[1], f[2], f[3]
+        local group = group_key(org, f[4])
+        local outcome = nil
+        if maxsize > 0 and size >= maxsize and not (manual_may_overflow and tonumber(score) < 0) then
+            if redis.call("HEXISTS", group, hash) == 0 then outcome = "full" end
+        end
+        if outcome then
+            -- refused for size
+        elseif redis.call("HSETNX", group, hash, id) == 0 then
+            local holder = redis.call("HGET", group, hash)
+            local r = read_record(holder)
+            local status = r and r[STATUS] or "unknown"
             if may_update and status == "queued" then
-                local seq = redis.call("HGET", record_key(holder), "seq")
-                redis.call("ZADD", org_key(org), score, member_of(tonumber(seq), holder))
-                redis.call("HSET", record_key(holder), "prio", score, "modified", ARGV[2])
-                place_org(org, false)
-                replies[#replies + 1] = "updated:" .. holder
+                -- a holder pushed earlier in this batch is still in by_org: ZADD it first
+                flush_org_adds(by_org)
+                redis.call("ZADD", org_key(org), score, member_of(r[SEQ], holder))
+                r[PRIO] = score
+                set_status(holder, r, "queued")
+                outcome = "updated:" .. holder
             else
-                replies[#replies + 1] = "duplicate:" .. holder .. ":" .. (status or "unknown")
+                outcome = "duplicate:" .. holder .. ":" .. status
             end
-        elseif redis.call("EXISTS", record_key(id)) == 1 then
-            replies[#replies + 1] = "id_taken"
-        elseif maxsize > 0 and size >= maxsize and not (manual_may_overflow and tonumber(score) < 0) then
-            replies[#replies + 1] = "full"
+        elseif not redis.call("SET", record_key(id), ARGV[n + 2], "NX") then
+            redis.call("HDEL", group, hash)
+            outcome = "id_taken"
         else
-            local seq = redis.call("INCR", P .. ":seq")
-            redis.call("HSET", record_key(id), "org", org, "hash", hash, "status", "queued", "prio", score,
-                "seq", seq, "attempts", 0, "data", data, "ooi", ooi, "plugin", plugin, "schedule", schedule,
-                "created", ARGV[2], "modified", ARGV[2])
-            redis.call("HSET", P .. ":active", hash, id)
-            redis.call("ZADD", P .. ":history", now, id)
-            enqueue(id, org, member_of(seq, id), score, ooi)
+            local adds = by_org[org] or {n = 0}
+            adds[#adds + 1] = score
+            adds[#adds + 1] = member
+            adds.n = adds.n + 1
+            by_org[org] = adds
+            history[#history + 1] = now
+            history[#history + 1] = id
+            added = added + 1
             size = size + 1
-            replies[#replies + 1] = "queued"
+        end
+        if outcome then
+            replies[#replies + 1] = position
+            replies[#replies + 1] = outcome
         end
     end
+    flush_org_adds(by_org)
+    if added > 0 then zadd_all(P .. ":history", history) end
     return replies
 end
 
 -- Find the next task for a claim: the best task of the organisation whose turn it is; with a
 -- plugin filter, the first matching task in serving order within `scan_limit` looked-at tasks.
 local function next_candidate(filter, scan_limit)
-    local orgs = redis.call("ZRANGE", P .. ":orgs", 0, 0)
     if not filter then
+        local orgs = redis.call("ZRANGE", P .. ":orgs", 0, 0)
         if #orgs == 0 then return nil end
-        local head = redis.call("ZRANGE", org_key(orgs[1]), 0, 0)
-        return orgs[1], head[1]
+        return redis.call("ZRANGE", org_key(orgs[1]), 0, 0)[1]
     end
-    local looked = 0
-    local org_offset = 0
+    local looked, org_offset = 0, 0
     while looked < scan_limit do
-        orgs = redis.call("ZRANGE", P .. ":orgs", org_offset, org_offset + 49)
+        local orgs = redis.call("ZRANGE", P .. ":orgs", org_offset, org_offset + 49)
         if #orgs == 0 then return nil end
         for _, org in ipairs(orgs) do
-            local members = redis.call("ZRANGE", org_key(org), 0, scan_limit - looked - 1)
-            for _, member in ipairs(members) do
+            for _, member in ipairs(redis.call("ZRANGE", org_key(org), 0, scan_limit - looked - 1)) do
                 looked = looked + 1
-                local plugin = redis.call("HGET", record_key(string.sub(member, 13)), "plugin")
-                if filter[plugin] then return org, member end
+                if filter[read_record(id_of(member))[PLUGIN]] then return member end
             end
             if looked >= scan_limit then return nil end
         end
@@ -177,7 +234,7 @@ local function next_candidate(filter, scan_limit)
 end
 
 -- claim: ARGV[3] how many, ARGV[4] lease in ms, ARGV[5] scan limit for filtered claims, ARGV[6..]
--- plugin ids to limit the claim to (none: any plugin). Replies a list of records.
+-- plugin ids to limit the claim to (none: any plugin). Replies {id, record, id, record, ...}.
 local function claim()
     local wanted, lease = tonumber(ARGV[3]), tonumber(ARGV[4])
     local scan_limit = tonumber(ARGV[5])
@@ -187,16 +244,17 @@ local function claim()
         for i = 6, #ARGV do filter[ARGV[i]] = true end
     end
     local claimed = {}
-    while #claimed < wanted do
-        local org, member = next_candidate(filter, scan_limit)
-        if not org then break end
-        local id = string.sub(member, 13)
-        local ooi = redis.call("HGET", record_key(id), "ooi") or ""
-        dequeue(id, org, member, ooi, true)
-        redis.call("HINCRBY", record_key(id), "attempts", 1)
-        redis.call("HSET", record_key(id), "status", "dispatched", "modified", ARGV[2])
+    while #claimed < 2 * wanted do
+        local member = next_candidate(filter, scan_limit)
+        if not member then break end
+        local id = id_of(member)
+        local r = read_record(id)
+        dequeue(id, r, true)
+        r[ATTEMPTS] = tonumber(r[ATTEMPTS]) + 1
+        set_status(id, r, "dispatched")
         redis.call("ZADD", P .. ":leases", now + lease, id)
-        claimed[#claimed + 1] = record_reply(read_record(id))
+        claimed[#claimed + 1] = id
+        claimed[#claimed + 1] = table.concat(r, SEP)
     end
     return claimed
 end
@@ -204,26 +262,26 @@ end
 -- Checks shared by the operations on a claimed task: it exists, is dispatched or running, and
 -- (when the caller gives one) its attempt number matches the caller's claim.
 local function claimed_record(id, attempt)
-    local record = read_record(id)
-    if not record then return nil, "unknown" end
-    if record.status ~= "dispatched" and record.status ~= "running" then return nil, record.status end
-    if attempt ~= "" and attempt ~= record.attempts then return nil, "stale" end
-    return record, nil
+    local r = read_record(id)
+    if not r then return nil, "unknown" end
+    if r[STATUS] ~= "dispatched" and r[STATUS] ~= "running" then return nil, r[STATUS] end
+    if attempt ~= "" and attempt ~= r[ATTEMPTS] then return nil, "stale" end
+    return r, nil
 end
 
 -- Give a claimed task back to its queue with its rank and its place among equals.
-local function requeue(r)
-    redis.call("ZREM", P .. ":leases", r.id)
-    redis.call("HSET", record_key(r.id), "status", "queued", "modified", ARGV[2])
-    enqueue(r.id, r.org, member_of(tonumber(r.seq), r.id), r.prio, r.ooi)
+local function requeue(id, r)
+    redis.call("ZREM", P .. ":leases", id)
+    set_status(id, r, "queued")
+    enqueue(id, r)
 end
 
 -- End a task: final status, identity free, record kept for the retention period.
-local function finish(r, status, retention_ms)
-    redis.call("ZREM", P .. ":leases", r.id)
-    redis.call("HSET", record_key(r.id), "status", status, "modified", ARGV[2])
-    release_identity(r.hash, r.id)
-    redis.call("PEXPIRE", record_key(r.id), retention_ms)
+local function finish(id, r, status, retention_ms)
+    redis.call("ZREM", P .. ":leases", id)
+    set_status(id, r, status)
+    release_identity(id, r)
+    redis.call("PEXPIRE", record_key(id), retention_ms)
 end
 
 -- ack: ARGV[3] id, ARGV[4] "completed" | "failed", ARGV[5] attempt ("" = any), ARGV[6] retention ms.
@@ -232,8 +290,8 @@ local function ack()
     if status ~= "completed" and status ~= "failed" then return redis.error_reply("ack: bad status") end
     local r, problem = claimed_record(ARGV[3], ARGV[5])
     if not r then return problem end
-    finish(r, status, tonumber(ARGV[6]))
-    redis.call("HSET", P .. ":lastrun", r.hash, ARGV[2])
+    finish(ARGV[3], r, status, tonumber(ARGV[6]))
+    redis.call("HSET", P .. ":lastrun", r[HASH], ARGV[2])
     return "ok"
 end
 
@@ -241,7 +299,7 @@ end
 local function running()
     local r, problem = claimed_record(ARGV[3], ARGV[4])
     if not r then return problem end
-    redis.call("HSET", record_key(r.id), "status", "running", "modified", ARGV[2])
+    set_status(ARGV[3], r, "running")
     return "ok"
 end
 
@@ -249,7 +307,7 @@ end
 local function release()
     local r, problem = claimed_record(ARGV[3], ARGV[4])
     if not r then return problem end
-    requeue(r)
+    requeue(ARGV[3], r)
     return "ok"
 end
 
@@ -257,7 +315,7 @@ end
 local function renew()
     local r, problem = claimed_record(ARGV[3], ARGV[4])
     if not r then return problem end
-    redis.call("ZADD", P .. ":leases", now + tonumber(ARGV[5]), r.id)
+    redis.call("ZADD", P .. ":leases", now + tonumber(ARGV[5]), ARGV[3])
     return "ok"
 end
 
@@ -272,15 +330,15 @@ local function reap()
         local r = read_record(id)
         if not r then
             redis.call("ZREM", P .. ":leases", id)
-        elseif tonumber(r.attempts) >= max_attempts then
+        elseif tonumber(r[ATTEMPTS]) >= max_attempts then
             redis.call("ZREM", P .. ":leases", id)
-            redis.call("HSET", record_key(id), "status", "failed", "modified", ARGV[2],
-                "reason", "lease expired " .. r.attempts .. " times")
-            release_identity(r.hash, id)
+            r[REASON] = "lease expired " .. r[ATTEMPTS] .. " times"
+            set_status(id, r, "failed")
+            release_identity(id, r)
             redis.call("ZADD", P .. ":dead", now, id)
             dead[#dead + 1] = id
         else
-            requeue(r)
+            requeue(id, r)
             requeued[#requeued + 1] = id
         end
     end
@@ -291,9 +349,9 @@ end
 local function cancel_one(id, retention_ms)
     local r = read_record(id)
     if not r then return "unknown" end
-    if r.status ~= "queued" then return r.status end
-    dequeue(id, r.org, member_of(tonumber(r.seq), id), r.ooi, false)
-    finish(r, "cancelled", retention_ms)
+    if r[STATUS] ~= "queued" then return r[STATUS] end
+    dequeue(id, r, false)
+    finish(id, r, "cancelled", retention_ms)
     return "cancelled"
 end
 
@@ -307,9 +365,11 @@ end
 
 -- cancel_ooi: ARGV[3] retention ms, ARGV[4] organisation, ARGV[5] OOI. Replies the cancelled ids.
 local function cancel_ooi()
-    local ids = redis.call("SMEMBERS", ooi_key(ARGV[4], ARGV[5]))
-    for _, id in ipairs(ids) do cancel_one(id, tonumber(ARGV[3])) end
-    return ids
+    local cancelled = {}
+    for _, id in ipairs(redis.call("HVALS", group_key(ARGV[4], ARGV[5]))) do
+        if cancel_one(id, tonumber(ARGV[3])) == "cancelled" then cancelled[#cancelled + 1] = id end
+    end
+    return cancelled
 end
 
 -- requeue_dead: ARGV[3] id. A dead letter goes back to its queue with a fresh attempt count.
@@ -321,14 +381,14 @@ local function requeue_dead()
         redis.call("ZREM", P .. ":dead", id)
         return "unknown"
     end
-    local holder = redis.call("HGET", P .. ":active", r.hash)
+    local holder = redis.call("HGET", group_key(r[ORG], r[OOI]), r[HASH])
     if holder then return "duplicate:" .. holder end
     redis.call("ZREM", P .. ":dead", id)
-    redis.call("HSET", P .. ":active", r.hash, id)
-    redis.call("HSET", record_key(id), "status", "queued", "attempts", 0, "modified", ARGV[2])
-    redis.call("HDEL", record_key(id), "reason")
-    redis.call("PERSIST", record_key(id))
-    enqueue(id, r.org, member_of(tonumber(r.seq), id), r.prio, r.ooi)
+    redis.call("HSET", group_key(r[ORG], r[OOI]), r[HASH], id)
+    r[ATTEMPTS] = 0
+    r[REASON] = ""
+    set_status(id, r, "queued")
+    enqueue(id, r)
     return "queued"
 end
 

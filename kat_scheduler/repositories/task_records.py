@@ -1,14 +1,15 @@
-"""Task records: one Redis hash per task, written by the queue's Lua script and read here.
+"""Task records: one Redis string per task, written by the queue's Lua script and read here.
 
 A record lives in the key space of its queue ("{<prefix>:<kind>}:t:<id>") so that the script can
-change a record and the queue in one atomic step. Records of finished tasks expire after the
-retention period; `history` lists the ids of the records that still exist.
+change a record and the queue in one atomic step. Its value is RECORD_FIELDS joined by SEP, the
+payload last (see queue.lua for why a string). Records of finished tasks expire after the retention
+period; `history` lists the ids of the records that still exist.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -17,9 +18,10 @@ import redis
 
 from kat_scheduler.models.tasks import Task, TaskStatus
 
-# The order in which the Lua script replies a record's fields (see record_reply in queue.lua).
-REPLY_FIELDS = ("org", "hash", "status", "prio", "attempts", "data", "ooi", "plugin", "schedule",
-                "created", "modified")
+SEP = "\x1f"
+# The record's fields in stored order; keep in step with the field numbers in queue.lua.
+RECORD_FIELDS = ("status", "prio", "seq", "attempts", "created", "modified", "org", "hash", "ooi",
+                 "plugin", "schedule", "reason", "data")
 
 
 def ms_to_datetime(ms: int) -> datetime:
@@ -46,27 +48,25 @@ class TaskRecord:
     reason: str = ""
 
     @classmethod
-    def from_reply(cls, kind: str, reply: Sequence[str]) -> TaskRecord:
-        """Build from the script's reply: the id, then REPLY_FIELDS in order."""
-        return cls.from_fields(kind, reply[0], dict(zip(REPLY_FIELDS, reply[1:], strict=True)))
-
-    @classmethod
-    def from_fields(cls, kind: str, task_id: str, fields: Mapping[str, str]) -> TaskRecord:
+    def parse(cls, kind: str, task_id: str, stored: str) -> TaskRecord:
+        """Build from the stored string."""
+        (status, prio, _seq, attempts, created, modified, org, identity, ooi, plugin, schedule, reason,
+         data) = stored.split(SEP, len(RECORD_FIELDS) - 1)
         return cls(
             id=task_id,
             kind=kind,
-            organisation=fields["org"],
-            hash=fields["hash"],
-            status=TaskStatus(fields["status"]),
-            score=int(float(fields["prio"])),
-            attempts=int(fields.get("attempts") or 0),
-            data=json.loads(fields["data"]),
-            ooi=fields.get("ooi", ""),
-            plugin_id=fields.get("plugin", ""),
-            schedule_id=fields.get("schedule") or None,
-            created_ms=int(fields["created"]),
-            modified_ms=int(fields["modified"]),
-            reason=fields.get("reason", ""),
+            organisation=org,
+            hash=identity,
+            status=TaskStatus(status),
+            score=int(prio),
+            attempts=int(attempts),
+            data={"id": task_id, **json.loads(data)},
+            ooi=ooi,
+            plugin_id=plugin,
+            schedule_id=schedule or None,
+            created_ms=int(created),
+            modified_ms=int(modified),
+            reason=reason,
         )
 
     def to_task(self) -> Task:
@@ -91,7 +91,8 @@ class TaskRepository:
     """Reads the task records and last-run times of one queue."""
 
     def __init__(self, client: redis.Redis, prefix: str, kind: str) -> None:
-        self.client = client
+        # Replies are str (decode_responses=True); redis-py's annotations cannot say so.
+        self.client: Any = client
         self.kind = kind
         self.base = "{" + f"{prefix}:{kind}" + "}"
 
@@ -99,20 +100,17 @@ class TaskRepository:
         return f"{self.base}:t:{task_id}"
 
     def get(self, task_id: str) -> TaskRecord | None:
-        fields = self.client.hgetall(self.record_key(task_id))
-        return TaskRecord.from_fields(self.kind, task_id, fields) if fields else None
+        stored = self.client.get(self.record_key(task_id))
+        return TaskRecord.parse(self.kind, task_id, stored) if stored else None
 
     def get_many(self, task_ids: Iterable[str]) -> list[TaskRecord]:
         """Records of the given ids, in that order, skipping those that expired."""
         ids = list(task_ids)
-        pipe = self.client.pipeline(transaction=False)
-        for task_id in ids:
-            pipe.hgetall(self.record_key(task_id))
-        return [
-            TaskRecord.from_fields(self.kind, task_id, fields)
-            for task_id, fields in zip(ids, pipe.execute(), strict=True)
-            if fields
-        ]
+        if not ids:
+            return []
+        stored = self.client.mget([self.record_key(task_id) for task_id in ids])
+        return [TaskRecord.parse(self.kind, task_id, value)
+                for task_id, value in zip(ids, stored, strict=True) if value]
 
     def history(self, offset: int = 0, limit: int = 100, newest_first: bool = True) -> list[TaskRecord]:
         """Records by creation time."""
@@ -128,7 +126,7 @@ class TaskRepository:
         value = self.client.hget(f"{self.base}:lastrun", identity_hash)
         return int(value) if value is not None else None
 
-    def active_task_id(self, identity_hash: str) -> str | None:
+    def active_task_id(self, organisation: str, ooi: str | None, identity_hash: str) -> str | None:
         """The queued, dispatched or running task of this work identity, if any."""
-        value = self.client.hget(f"{self.base}:active", identity_hash)
+        value = self.client.hget(f"{self.base}:a:{organisation}:{ooi or ''}", identity_hash)
         return str(value) if value is not None else None

@@ -12,7 +12,8 @@ import fakeredis
 import pytest
 import redis
 
-from kat_scheduler.queues import connect
+from kat_scheduler.queues import PriorityQueue, connect
+from tests.factories.tasks import FakeClock, make_queue
 
 REDIS_URL = os.environ.get("KAT_TEST_REDIS_URL", "redis://localhost:6379/0")
 
@@ -44,3 +45,14 @@ def real_redis(key_prefix: str) -> Iterator[redis.Redis]:
     yield client
     delete_prefixed(client, key_prefix)
     client.close()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def queue(client: redis.Redis, key_prefix: str, clock: FakeClock) -> PriorityQueue:
+    """A boefje queue on the lane's Redis (`client`), on a clock the test moves."""
+    return make_queue(client, key_prefix, lease_seconds=60, max_attempts=3, clock_ms=clock)

@@ -1,0 +1,380 @@
+"""The priority queue's behaviour. These tests run on fakeredis here and again, unchanged, on the
+real Redis in tests/integration/test_priority_queue_redis.py (the `client` fixture differs)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import redis
+
+from kat_scheduler.models import TaskStatus
+from kat_scheduler.queues import InvalidItem, PriorityQueue, PushOutcome
+from kat_scheduler.rankers import BoefjeRanker, RankingContext
+from tests.factories.tasks import FakeClock, boefje_task, make_queue, normalizer_task
+
+# -- push ---------------------------------------------------------------------------------------
+
+
+def test_push_then_claim_gives_the_task_under_a_lease(queue: PriorityQueue, clock: FakeClock) -> None:
+    task = boefje_task(org="org1", ooi="Hostname|internet|example.com")
+    result = queue.push(task, 100)
+    assert result.outcome is PushOutcome.QUEUED and result.task_id == task.id
+    assert queue.size() == 1 and queue.counts() == {"org1": 1}
+
+    [claimed] = queue.claim()
+    assert claimed.id == task.id and claimed.status is TaskStatus.DISPATCHED and claimed.attempts == 1
+    assert claimed.data == task.model_dump(mode="json", exclude_none=True) and claimed.organisation == "org1"
+    assert type(task).model_validate(claimed.data) == task
+    assert claimed.ooi == "Hostname|internet|example.com" and claimed.plugin_id == "dns-records"
+    assert queue.size() == 0 and queue.counts() == {} and queue.in_flight() == 1
+    assert queue.records.get(task.id).status is TaskStatus.DISPATCHED  # type: ignore[union-attr]
+    assert queue.claim() == []
+
+
+def test_push_refuses_an_invalid_item_naming_the_field(queue: PriorityQueue) -> None:
+    with pytest.raises(InvalidItem) as refused:
+        queue.push({"input_ooi": "Hostname|internet|x", "organization": "org1"}, 1)
+    assert refused.value.field == "boefje" and "required" in refused.value.reason.lower()
+    with pytest.raises(InvalidItem) as wrong_kind:
+        queue.push(normalizer_task(), 1)
+    assert wrong_kind.value.field == "data"
+    assert queue.size() == 0
+
+
+def test_a_second_active_task_of_one_identity_is_refused(queue: PriorityQueue) -> None:
+    first = boefje_task(ooi="Hostname|internet|a.example")
+    again = boefje_task(ooi="Hostname|internet|a.example")
+    assert queue.push(first, 10).accepted
+    for expected_status in ("queued", "dispatched", "running"):
+        if expected_status == "dispatched":
+            queue.claim()
+        if expected_status == "running":
+            assert queue.mark_running(first.id) == "ok"
+        result = queue.push(again, 1)
+        assert result.outcome is PushOutcome.DUPLICATE
+        assert result.task_id == first.id and result.holder_status == expected_status
+    assert queue.ack(first.id) == "ok"
+    assert queue.push(again, 1).outcome is PushOutcome.QUEUED  # finished: the identity is free again
+
+
+def test_the_same_identity_in_another_organisation_is_other_work(queue: PriorityQueue) -> None:
+    assert queue.push(boefje_task(org="org1", ooi="Hostname|internet|a.example"), 1).accepted
+    assert queue.push(boefje_task(org="org2", ooi="Hostname|internet|a.example"), 1).accepted
+    assert queue.size() == 2
+
+
+def test_push_with_update_reprioritises_the_queued_task(queue: PriorityQueue) -> None:
+    slow = boefje_task(ooi="Hostname|internet|slow.example")
+    other = boefje_task(ooi="Hostname|internet|other.example")
+    queue.push(slow, 500)
+    queue.push(other, 100)
+    result = queue.push(boefje_task(ooi="Hostname|internet|slow.example"), 50, update=True)
+    assert result.outcome is PushOutcome.UPDATED and result.task_id == slow.id
+    assert [r.id for r in queue.claim(2)] == [slow.id, other.id]
+
+
+@pytest.mark.parametrize("organisation", ["org:1", "org{1}", "org\x1f1"])
+def test_organisations_that_would_break_key_names_are_refused(queue: PriorityQueue, organisation: str) -> None:
+    with pytest.raises(InvalidItem) as refused:
+        queue.push(boefje_task(org=organisation), 1)
+    assert refused.value.field == "organization"
+
+
+def test_a_task_id_cannot_be_used_twice(queue: PriorityQueue) -> None:
+    task = boefje_task()
+    queue.push(task, 1)
+    copy = task.model_copy(update={"input_ooi": "Hostname|internet|else.example"})
+    assert queue.push(copy, 1).outcome is PushOutcome.ID_TAKEN
+
+
+def test_maxsize_refuses_automatic_work_but_lets_manual_runs_through(
+    client: redis.Redis, key_prefix: str
+) -> None:
+    queue = make_queue(client, key_prefix, maxsize=2)
+    assert all(queue.push(boefje_task(), 100).accepted for _ in range(2))
+    assert queue.push(boefje_task(), 100).outcome is PushOutcome.FULL
+    assert queue.push(boefje_task(), -5).outcome is PushOutcome.QUEUED  # manual: negative score
+    assert queue.push(boefje_task(), -5, manual_may_overflow=False).outcome is PushOutcome.FULL
+    assert queue.size() == 3
+
+
+def test_push_many_returns_one_result_per_item_in_order(queue: PriorityQueue) -> None:
+    tasks = [boefje_task(org=f"org{n % 3}") for n in range(2500)]  # more than one script call
+    duplicate = boefje_task(org="org0", ooi=tasks[0].input_ooi)
+    results = queue.push_many([(t, 7) for t in tasks] + [(duplicate, 7)])
+    assert [r.outcome for r in results[:-1]] == [PushOutcome.QUEUED] * 2500
+    assert results[-1].outcome is PushOutcome.DUPLICATE and results[-1].task_id == tasks[0].id
+    assert queue.size() == 2500 and queue.counts() == {"org0": 834, "org1": 833, "org2": 833}
+
+
+def test_push_many_validates_everything_before_writing_anything(queue: PriorityQueue) -> None:
+    items = [(boefje_task(), 1), ({"boefje": {"id": "x"}}, 1)]
+    with pytest.raises(InvalidItem) as refused:
+        queue.push_many(items)
+    assert refused.value.field == "organization"
+    assert queue.size() == 0 and queue.records.count() == 0
+
+
+def test_a_script_that_refuses_leaves_nothing_half_written(queue: PriorityQueue) -> None:
+    from kat_scheduler.queues.priority_queue import _push_item
+
+    good = _push_item(boefje_task(), 5, None, 1000, 1)
+    task_id, member, record = _push_item(boefje_task(), 1, None, 1000, 2)
+    bad_score = (task_id, member, record.replace("\x1f1\x1f", "\x1fnot-a-number\x1f", 1))
+    with pytest.raises(redis.ResponseError, match="not a number"):
+        queue._call("push", 0, 1, 0, *good, *bad_score)
+    with pytest.raises(redis.ResponseError, match="malformed record"):
+        queue._call("push", 0, 1, 0, *good, task_id, member, "queued\x1f1\x1forg")
+    assert queue.size() == 0 and queue.records.get(good[0]) is None and queue.records.count() == 0
+
+
+# -- claim order ---------------------------------------------------------------------------------
+
+
+def test_claims_come_out_by_score_and_first_in_first_out_among_equals(queue: PriorityQueue) -> None:
+    scores = [random.Random(7).randrange(5) for _ in range(200)]
+    tasks = [boefje_task() for _ in scores]
+    for task, score in zip(tasks, scores, strict=True):
+        queue.push(task, score)
+    claimed = queue.claim(200)
+    expected = [t.id for _, _, t in sorted(zip(scores, range(200), tasks, strict=True))]
+    assert [r.id for r in claimed] == expected
+
+
+def test_a_claim_can_be_limited_to_plugins(queue: PriorityQueue) -> None:
+    queue.push(boefje_task(boefje="dns-records"), 1)
+    nmap = boefje_task(boefje="nmap")
+    queue.push(nmap, 2)
+    assert [r.id for r in queue.claim(5, plugin_ids=["nmap", "shodan"])] == [nmap.id]
+    assert queue.claim(5, plugin_ids=["shodan"]) == []
+    assert queue.claim(5, plugin_ids=[]) == []
+    assert queue.size() == 1
+
+
+def test_a_filtered_claim_scans_a_bounded_number_of_tasks(client: redis.Redis, key_prefix: str) -> None:
+    queue = make_queue(client, key_prefix, filtered_claim_scan=10)
+    queue.push_many([(boefje_task(boefje="dns-records"), n) for n in range(20)])
+    deep = boefje_task(boefje="nmap")
+    queue.push(deep, 100)
+    assert queue.claim(1, plugin_ids=["nmap"]) == []  # behind 20 others, beyond the scan limit
+    queue.claim(15)
+    assert [r.id for r in queue.claim(1, plugin_ids=["nmap"])] == [deep.id]
+
+
+# -- the claim's life ---------------------------------------------------------------------------
+
+
+def test_ack_finishes_the_task_frees_the_identity_and_records_the_run(
+    queue: PriorityQueue, client: redis.Redis, clock: FakeClock
+) -> None:
+    done, broken = boefje_task(), boefje_task()
+    queue.push_many([(done, 1), (broken, 2)])
+    queue.claim(2)
+    clock.advance(5)
+    assert queue.ack(done.id) == "ok"
+    assert queue.ack(broken.id, failed=True) == "ok"
+    assert queue.records.get(done.id).status is TaskStatus.COMPLETED  # type: ignore[union-attr]
+    assert queue.records.get(broken.id).status is TaskStatus.FAILED  # type: ignore[union-attr]
+    assert queue.records.last_run_ms(done.hash) == clock.now_ms
+    assert queue.records.active_task_id(done.organization, done.input_ooi, done.hash) is None
+    assert queue.in_flight() == 0
+    assert 0 < client.pttl(queue.records.record_key(done.id)) <= queue.retention_ms
+    assert queue.ack(done.id) == "completed"  # a second ack says why it did nothing
+    assert queue.ack("no-such-task") == "unknown"
+
+
+def test_an_outcome_from_an_older_claim_is_refused(queue: PriorityQueue, clock: FakeClock) -> None:
+    task = boefje_task()
+    queue.push(task, 1)
+    [first] = queue.claim()
+    clock.advance(61)
+    queue.reap()
+    [second] = queue.claim()
+    assert second.attempts == first.attempts + 1
+    assert queue.ack(task.id, attempt=first.attempts) == "stale"
+    assert queue.renew(task.id, attempt=first.attempts) == "stale"
+    assert queue.ack(task.id, attempt=second.attempts) == "ok"
+
+
+def test_running_and_release(queue: PriorityQueue) -> None:
+    first, second = boefje_task(), boefje_task()
+    queue.push_many([(first, 1), (second, 1)])
+    assert queue.mark_running(first.id) == "queued"  # not claimed yet
+    [claimed] = queue.claim()
+    assert queue.mark_running(claimed.id) == "ok"
+    assert queue.records.get(first.id).status is TaskStatus.RUNNING  # type: ignore[union-attr]
+    assert queue.release(first.id) == "ok"
+    record = queue.records.get(first.id)
+    assert record is not None and record.status is TaskStatus.QUEUED and record.score == 1
+    assert queue.in_flight() == 0
+    assert [r.id for r in queue.claim(2)] == [first.id, second.id]  # back in its old place
+
+
+def test_a_renewed_lease_is_not_reaped(queue: PriorityQueue, clock: FakeClock) -> None:
+    task = boefje_task()
+    queue.push(task, 1)
+    queue.claim()
+    clock.advance(50)
+    assert queue.renew(task.id) == "ok"
+    clock.advance(50)
+    assert queue.reap().requeued == []
+    clock.advance(11)
+    assert queue.reap().requeued == [task.id]
+
+
+def test_an_expired_lease_returns_the_task_then_dead_letters_it(queue: PriorityQueue, clock: FakeClock) -> None:
+    task = boefje_task()
+    queue.push(task, 1)
+    for attempt in (1, 2):
+        [claimed] = queue.claim()
+        assert claimed.attempts == attempt
+        clock.advance(59)
+        assert queue.reap().requeued == []
+        clock.advance(2)
+        assert queue.reap().requeued == [task.id]
+        assert queue.size() == 1
+    queue.claim()
+    clock.advance(61)
+    result = queue.reap()
+    assert result.dead_lettered == [task.id] and result.requeued == []
+    record = queue.records.get(task.id)
+    assert record is not None and record.status is TaskStatus.FAILED and "3 times" in record.reason
+    assert [r.id for r in queue.dead_letters()] == [task.id] and queue.dead_count() == 1
+    assert queue.records.active_task_id(task.organization, task.input_ooi, task.hash) is None and queue.size() == 0
+
+    assert queue.requeue_dead(task.id) == "queued"
+    assert queue.dead_count() == 0
+    [again] = queue.claim()
+    assert again.id == task.id and again.attempts == 1
+
+
+def test_requeueing_a_dead_letter_respects_the_identity_rule(queue: PriorityQueue, clock: FakeClock) -> None:
+    dead = make_dead(queue, clock)
+    newer = boefje_task(ooi=dead.input_ooi)
+    assert queue.push(newer, 1).accepted
+    assert queue.requeue_dead(dead.id) == f"duplicate:{newer.id}"
+    assert queue.drop_dead(dead.id) == "dropped" and queue.dead_count() == 0
+    assert queue.drop_dead(dead.id) == "not_dead"
+
+
+def make_dead(queue: PriorityQueue, clock: FakeClock):  # type: ignore[no-untyped-def]
+    task = boefje_task()
+    queue.push(task, 1)
+    for _ in range(queue.max_attempts):
+        queue.claim()
+        clock.advance(61)
+        queue.reap()
+    assert queue.dead_count() == 1
+    return task
+
+
+# -- cancelling ---------------------------------------------------------------------------------
+
+
+def test_cancel_takes_queued_tasks_only(queue: PriorityQueue) -> None:
+    queued, claimed = boefje_task(), boefje_task()
+    queue.push(claimed, 1)
+    queue.push(queued, 2)
+    queue.claim()
+    assert queue.cancel(queued.id, claimed.id, "nope") == ["cancelled", "dispatched", "unknown"]
+    assert queue.records.get(queued.id).status is TaskStatus.CANCELLED  # type: ignore[union-attr]
+    assert queue.size() == 0
+    assert queue.records.active_task_id(queued.organization, queued.input_ooi, queued.hash) is None
+    assert queue.push(boefje_task(ooi=queued.input_ooi), 1).accepted
+
+
+def test_cancel_ooi_cancels_the_queued_tasks_of_one_object_in_one_organisation(queue: PriorityQueue) -> None:
+    ooi = "Hostname|internet|gone.example"
+    mine = [boefje_task(org="org1", ooi=ooi, boefje=b) for b in ("dns-records", "nmap", "shodan")]
+    others = [boefje_task(org="org2", ooi=ooi), boefje_task(org="org1")]
+    queue.push(mine[0], 0)  # this one is claimed before the cancel
+    queue.push_many([(t, 1) for t in mine[1:] + others])
+    queue.claim()
+    assert sorted(queue.cancel_ooi("org1", ooi)) == sorted(t.id for t in mine[1:])
+    assert queue.counts() == {"org1": 1, "org2": 1}
+    assert queue.records.get(mine[0].id).status is TaskStatus.DISPATCHED  # type: ignore[union-attr]
+    assert queue.cancel_ooi("org1", ooi) == []
+
+
+# -- looking ------------------------------------------------------------------------------------
+
+
+def test_list_peek_and_history(queue: PriorityQueue) -> None:
+    a = [boefje_task(org="a") for _ in range(3)]
+    b = boefje_task(org="b")
+    queue.push_many([(a[0], 3), (a[1], 1), (a[2], 2), (b, 9)])
+    assert [r.id for r in queue.list_queued("a")] == [a[1].id, a[2].id, a[0].id]
+    assert [r.id for r in queue.list_queued("a", offset=1, limit=1)] == [a[2].id]
+    assert [r.id for r in queue.peek()] == [a[1].id, b.id]
+    assert queue.records.count() == 4
+    assert {r.id for r in queue.records.history(limit=10)} == {t.id for t in [*a, b]}
+    task = queue.records.get(b.id).to_task()  # type: ignore[union-attr]
+    assert task.scheduler_id == "boefje" and task.priority == 9 and task.data["organization"] == "b"
+
+
+def test_the_queues_of_two_kinds_are_apart(client: redis.Redis, key_prefix: str) -> None:
+    boefjes = make_queue(client, key_prefix, "boefje")
+    normalizers = make_queue(client, key_prefix, "normalizer")
+    boefjes.push(boefje_task(), 1)
+    normalizers.push(normalizer_task(), 1)
+    assert boefjes.size() == 1 and normalizers.size() == 1
+    assert normalizers.claim()[0].kind == "normalizer"
+    assert boefjes.size() == 1
+
+
+# -- fairness and starvation ----------------------------------------------------------------------
+
+
+def test_organisations_take_turns_whatever_their_backlog(queue: PriorityQueue) -> None:
+    queue.push_many([(boefje_task(org="big"), n) for n in range(3000)])
+    queue.push_many([(boefje_task(org=f"small{n}"), 10_000) for n in range(4)])
+    claimed_orgs = [r.organisation for r in queue.claim(5)]
+    assert sorted(claimed_orgs) == ["big", "small0", "small1", "small2", "small3"]
+
+
+def test_a_late_small_organisation_is_served_within_the_number_of_organisations(
+    queue: PriorityQueue,
+) -> None:
+    queue.push_many([(boefje_task(org=f"org{n % 3}"), n) for n in range(600)])
+    queue.claim(7)
+    late = boefje_task(org="late")
+    queue.push(late, 10**12)  # the worst score there is, arriving last
+    organisations_with_work = len(queue.counts())
+    claims = [r.id for r in queue.claim(organisations_with_work)]
+    assert late.id in claims
+
+
+def test_a_manual_task_comes_before_every_organisations_turn(queue: PriorityQueue) -> None:
+    queue.push_many([(boefje_task(org=f"org{n % 5}"), n) for n in range(100)])
+    queue.claim(3)
+    manual = boefje_task(org="org4")
+    queue.push(manual, -1)
+    [first] = queue.claim()
+    assert first.id == manual.id
+
+
+def test_aging_serves_a_rescan_within_its_bound_while_better_work_keeps_arriving(
+    queue: PriorityQueue, clock: FakeClock
+) -> None:
+    """One claim per second; every second a first scan (the best automatic class) arrives. Scores
+    that did not age would leave the rescan waiting forever; ours serve it once the clock passes
+    its score, so after at most max_delay / arrival interval + backlog claims."""
+    ranker = BoefjeRanker()
+    backlog = 20
+    for _ in range(backlog):
+        queue.push(boefje_task(), ranker.rank(RankingContext(now_ms=clock())))
+    just_due = RankingContext(now_ms=clock(), last_run_ms=clock() - 86_400_000, interval_seconds=86_400)
+    rescan = boefje_task()
+    queue.push(rescan, ranker.rank(just_due))
+    bound = ranker.max_delay_ms // 1000 + backlog + 1
+    claims = 0
+    while claims < bound:
+        clock.advance(1)
+        queue.push(boefje_task(), ranker.rank(RankingContext(now_ms=clock())))
+        claims += 1
+        if queue.claim()[0].id == rescan.id:
+            break
+    else:
+        pytest.fail(f"the rescan was not served within {bound} claims")
+    assert claims > backlog  # it did wait behind better work first
