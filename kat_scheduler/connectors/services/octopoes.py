@@ -1,0 +1,62 @@
+"""Octopoes: the object graph, read by organisation (contracts §2)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+from urllib.parse import quote
+
+from pydantic import ValidationError
+
+from kat_scheduler.config import Settings
+from kat_scheduler.connectors.services.base import HTTPServiceClient
+from kat_scheduler.models import OOI
+
+
+class OctopoesClient(HTTPServiceClient):
+    """Octopoes over HTTP; every path is scoped by organisation."""
+
+    service_name = "Octopoes"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> OctopoesClient:
+        return cls(settings.octopoes_api, settings.octopoes_request_timeout)
+
+    def health(self, organisation: str) -> bool:
+        return self._healthy(f"/{quote(organisation, safe='')}/health")
+
+    def iter_objects(
+        self,
+        organisation: str,
+        types: Iterable[str],
+        scan_levels: Iterable[int],
+        page_size: int = 1000,
+    ) -> Iterator[OOI]:
+        """Every object of the given types and scan levels, fetched page by page as the caller reads."""
+        path = f"/{quote(organisation, safe='')}/objects"
+        filters: list[tuple[str, Any]] = [("types", t) for t in types]
+        filters += [("scan_level", level) for level in scan_levels]
+        offset = 0
+        while True:
+            answer = self._get_json(path, params=[*filters, ("offset", offset), ("limit", page_size)])
+            if answer is None:  # an organisation Octopoes does not know has no objects
+                return
+            try:
+                count = int(answer["count"])
+                items = [OOI.model_validate(item) for item in answer["items"]]
+            except (KeyError, TypeError, ValueError, ValidationError) as error:
+                raise self._unexpected(path, error) from error
+            yield from items
+            offset += page_size
+            if offset >= count or not items:
+                return
+
+    def get_object(self, organisation: str, reference: str) -> OOI | None:
+        path = f"/{quote(organisation, safe='')}/object"
+        answer = self._get_json(path, params={"reference": reference})
+        if answer is None:
+            return None
+        try:
+            return OOI.model_validate(answer)
+        except ValidationError as error:
+            raise self._unexpected(path, error) from error
