@@ -13,6 +13,7 @@ def create_app() -> Celery:
     celery_app = Celery("kat_scheduler")
     celery_app.config_from_object("kat_scheduler.celery_defaults")
     celery_app.conf.broker_url = settings.celery_broker_url
+    celery_app.conf.beat_scheduler = "kat_scheduler.beat:KatScheduler"
     # An operator's celeryconfig module (CELERY_CONFIG_MODULE, default "celeryconfig") has the last word.
     module_name = os.environ.get("CELERY_CONFIG_MODULE", "celeryconfig")
     try:
@@ -25,4 +26,17 @@ def create_app() -> Celery:
     return celery_app
 
 
+# Worker bootsteps of `celery -A kat_scheduler worker`: import path, one per line.
+WORKER_STEPS: list[str] = [
+]
+
+
+def install_worker_steps(celery_app: Celery) -> None:
+    for path in WORKER_STEPS:
+        module_name, _, name = path.partition(":")
+        step = getattr(importlib.import_module(module_name), name)
+        celery_app.steps["worker"].add(step)
+
+
 app = create_app()
+install_worker_steps(app)

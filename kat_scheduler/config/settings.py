@@ -53,6 +53,32 @@ class Settings(BaseSettings):
     task_retention: int = Field(7 * 86400, gt=0, validation_alias=_env("SCHEDULER_TASK_RETENTION"))
     filtered_claim_scan: int = Field(1000, ge=1, validation_alias=_env("SCHEDULER_FILTERED_CLAIM_SCAN"))
 
+    # Dispatch to the runners (kat-contracts.md §6)
+    boefje_slots: int = Field(0, ge=0, validation_alias=_env("SCHEDULER_BOEFJE_SLOTS"))
+    normalizer_slots: int = Field(0, ge=0, validation_alias=_env("SCHEDULER_NORMALIZER_SLOTS"))
+    boefje_task_name: str = Field("tasks.handle_boefje", validation_alias=_env("SCHEDULER_BOEFJE_TASK_NAME"))
+    normalizer_task_name: str = Field(
+        "tasks.handle_normalizer", validation_alias=_env("SCHEDULER_NORMALIZER_TASK_NAME")
+    )
+    boefje_celery_queue: str = Field("boefjes", validation_alias=_env("SCHEDULER_BOEFJE_CELERY_QUEUE"))
+    normalizer_celery_queue: str = Field(
+        "normalizers", validation_alias=_env("SCHEDULER_NORMALIZER_CELERY_QUEUE")
+    )
+    dispatcher_enabled: bool = Field(True, validation_alias=_env("SCHEDULER_DISPATCHER_ENABLED"))
+    runner_handler: str = Field(
+        "kat_scheduler.runner.handlers:simulated", validation_alias=_env("SCHEDULER_RUNNER_HANDLER")
+    )
+
+    # Scheduling (the beat and the event listeners)
+    listeners_enabled: bool = Field(True, validation_alias=_env("SCHEDULER_LISTENERS_ENABLED"))
+    beat_lease_seconds: float = Field(15.0, gt=0, validation_alias=_env("SCHEDULER_BEAT_LEASE_SECONDS"))
+    beat_tick_seconds: float = Field(1.0, gt=0, validation_alias=_env("SCHEDULER_BEAT_TICK_SECONDS"))
+    schedule_batch_size: int = Field(500, ge=1, validation_alias=_env("SCHEDULER_SCHEDULE_BATCH_SIZE"))
+    schedule_jitter_seconds: int = Field(3600, ge=0, validation_alias=_env("SCHEDULER_SCHEDULE_JITTER"))
+    organisation_refresh_seconds: float = Field(
+        60.0, gt=0, validation_alias=_env("SCHEDULER_ORGANISATION_REFRESH_SECONDS")
+    )
+
     # The HTTP API and logging
     api_host: str = Field("0.0.0.0", validation_alias=_env("SCHEDULER_API_HOST"))
     api_port: int = Field(8000, ge=0, le=65535, validation_alias=_env("SCHEDULER_API_PORT"))

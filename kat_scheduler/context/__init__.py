@@ -1,0 +1,3 @@
+from kat_scheduler.context.context import KINDS, AppContext
+
+__all__ = ["KINDS", "AppContext"]
