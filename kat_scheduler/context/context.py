@@ -12,6 +12,7 @@ from kat_scheduler.config import Settings, load_settings
 from kat_scheduler.connectors.services import BytesClient, KatalogusClient, OctopoesClient
 from kat_scheduler.queues import PriorityQueue, connect
 from kat_scheduler.queues.priority_queue import wall_clock_ms
+from kat_scheduler.repositories import ScheduleRepository
 
 KINDS = ("boefje", "normalizer")
 
@@ -25,10 +26,12 @@ class AppContext:
     bytes: BytesClient
     clock_ms: Callable[[], int] = wall_clock_ms
     queues: dict[str, PriorityQueue] = field(default_factory=dict)
+    schedules: dict[str, ScheduleRepository] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for kind in KINDS:
             self.queues.setdefault(kind, self.make_queue(kind))
+            self.schedules.setdefault(kind, ScheduleRepository(self.redis, self.settings.key_prefix, kind))
 
     @classmethod
     def create(

@@ -1,0 +1,54 @@
+-- kat_scheduler's schedule store: the changes that touch more than one key, each atomic.
+--
+-- KEYS[1] is the store's prefix, "{<prefix>:schedules:<kind>}" (S below). ARGV[1] names the
+-- operation. Layout:
+--   S:s:<id>           string  the schedule as JSON (written by the caller, opaque here)
+--   S:hash             hash    work identity -> schedule id (one schedule per identity)
+--   S:due              zset    schedule id -> deadline (ms), enabled schedules with a deadline only
+--   S:all              zset    schedule id -> created (ms), for listing
+--   S:ooi:<org>:<ooi>  set     ids of the schedules of one OOI
+
+local S = KEYS[1]
+local op = ARGV[1]
+
+local function ooi_key(org, ooi) return S .. ":ooi:" .. org .. ":" .. ooi end
+
+-- put: ARGV[2] id, ARGV[3] JSON, ARGV[4] hash, ARGV[5] previous hash ("" for a new schedule),
+-- ARGV[6] organisation, ARGV[7] OOI ("" for none), ARGV[8] deadline ms ("" for none),
+-- ARGV[9] "1" when enabled, ARGV[10] created ms.
+-- Replies "ok", "duplicate:<id>" when another schedule has the identity, or "unknown" when an
+-- update names a schedule that is gone.
+local function put()
+    local id, json, hash, previous = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+    local org, ooi, deadline, enabled = ARGV[6], ARGV[7], ARGV[8], ARGV[9] == "1"
+    local holder = redis.call("HGET", S .. ":hash", hash)
+    if holder and holder ~= id then return "duplicate:" .. holder end
+    if previous ~= "" and redis.call("EXISTS", S .. ":s:" .. id) == 0 then return "unknown" end
+    if previous ~= "" and previous ~= hash then redis.call("HDEL", S .. ":hash", previous) end
+    redis.call("HSET", S .. ":hash", hash, id)
+    redis.call("SET", S .. ":s:" .. id, json)
+    redis.call("ZADD", S .. ":all", "NX", ARGV[10], id)
+    if ooi ~= "" then redis.call("SADD", ooi_key(org, ooi), id) end
+    if enabled and deadline ~= "" then
+        redis.call("ZADD", S .. ":due", deadline, id)
+    else
+        redis.call("ZREM", S .. ":due", id)
+    end
+    return "ok"
+end
+
+-- delete: ARGV[2] id, ARGV[3] hash, ARGV[4] organisation, ARGV[5] OOI.
+local function delete()
+    local id = ARGV[2]
+    if redis.call("DEL", S .. ":s:" .. id) == 0 then return "unknown" end
+    if redis.call("HGET", S .. ":hash", ARGV[3]) == id then redis.call("HDEL", S .. ":hash", ARGV[3]) end
+    redis.call("ZREM", S .. ":due", id)
+    redis.call("ZREM", S .. ":all", id)
+    if ARGV[5] ~= "" then redis.call("SREM", ooi_key(ARGV[4], ARGV[5]), id) end
+    return "ok"
+end
+
+local operations = {put = put, delete = delete}
+local operation = operations[op]
+if not operation then return redis.error_reply("unknown schedule operation: " .. tostring(op)) end
+return operation()

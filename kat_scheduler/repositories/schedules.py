@@ -1,0 +1,138 @@
+"""Schedules: recurring work, one per work identity, kept in Redis.
+
+A schedule says "run this task again at `deadline_at`". The beat takes due schedules in deadline order
+(`due`), checks them, queues their task and moves the deadline on (`save`). Changes that touch
+several keys go through schedules.lua, so beats, workers and API replicas can share the store.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from kat_scheduler.models.schedule import Schedule
+
+SCRIPT = (Path(__file__).parent / "schedules.lua").read_text()
+
+
+class DuplicateSchedule(Exception):
+    """Another schedule already holds this work identity."""
+
+    def __init__(self, holder_id: str) -> None:
+        super().__init__(f"a schedule for this work already exists: {holder_id}")
+        self.holder_id = holder_id
+
+
+def to_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def from_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def ooi_of(data: dict[str, Any]) -> str:
+    """The OOI a schedule's task is about, for the per-OOI index ("" when none)."""
+    return str(data.get("input_ooi") or "")
+
+
+class ScheduleRepository:
+    """The schedules of one scheduler (kind)."""
+
+    def __init__(self, client: redis.Redis, prefix: str, kind: str) -> None:
+        # Replies are str (decode_responses=True); redis-py's annotations cannot say so.
+        self.client: Any = client
+        self.kind = kind
+        self.base = "{" + f"{prefix}:schedules:{kind}" + "}"
+        self._script = client.register_script(SCRIPT)
+
+    def _key(self, schedule_id: str) -> str:
+        return f"{self.base}:s:{schedule_id}"
+
+    def new(
+        self,
+        organisation: str,
+        data: dict[str, Any],
+        identity_hash: str,
+        *,
+        cron: str | None = None,
+        deadline_at: datetime | None = None,
+        enabled: bool = True,
+        now: datetime | None = None,
+    ) -> Schedule:
+        """Create and store a schedule; DuplicateSchedule when its identity has one already."""
+        now = now or datetime.now(UTC)
+        schedule = Schedule(
+            id=str(uuid.uuid4()), scheduler_id=self.kind, organisation=organisation, hash=identity_hash,
+            data=data, enabled=enabled, schedule=cron, deadline_at=deadline_at, created_at=now, modified_at=now,
+        )
+        self.save(schedule, previous_hash="")
+        return schedule
+
+    def save(self, schedule: Schedule, previous_hash: str | None = None) -> None:
+        """Store a changed schedule (previous_hash: its identity before the change; "" for a new one)."""
+        reply = self._script(keys=[self.base], args=self._put_args(schedule, previous_hash))
+        _check(reply)
+
+    def save_many(self, schedules: Iterable[Schedule]) -> None:
+        """Store many changed schedules in one round trip (each still atomic on its own)."""
+        pipe = self.client.pipeline(transaction=False)
+        for schedule in schedules:
+            self._script(keys=[self.base], args=self._put_args(schedule, None), client=pipe)
+        for reply in pipe.execute():
+            _check(reply)
+
+    def _put_args(self, schedule: Schedule, previous_hash: str | None) -> list[Any]:
+        deadline = "" if schedule.deadline_at is None else to_ms(schedule.deadline_at)
+        return ["put", schedule.id, schedule.model_dump_json(), schedule.hash,
+                schedule.hash if previous_hash is None else previous_hash, schedule.organisation,
+                ooi_of(schedule.data), deadline, int(schedule.enabled), to_ms(schedule.created_at)]
+
+    def delete(self, schedule: Schedule) -> bool:
+        reply = self._script(keys=[self.base], args=["delete", schedule.id, schedule.hash, schedule.organisation,
+                                                     ooi_of(schedule.data)])
+        return bool(reply == "ok")
+
+    def get(self, schedule_id: str) -> Schedule | None:
+        stored = self.client.get(self._key(schedule_id))
+        return Schedule.model_validate_json(stored) if stored else None
+
+    def get_many(self, schedule_ids: Iterable[str]) -> list[Schedule]:
+        ids = list(schedule_ids)
+        if not ids:
+            return []
+        return [Schedule.model_validate_json(s) for s in self.client.mget([self._key(i) for i in ids]) if s]
+
+    def get_by_hash(self, identity_hash: str) -> Schedule | None:
+        schedule_id = self.client.hget(f"{self.base}:hash", identity_hash)
+        return self.get(schedule_id) if schedule_id else None
+
+    def due(self, now_ms: int, limit: int) -> list[Schedule]:
+        """Enabled schedules whose deadline has passed, earliest first."""
+        ids = self.client.zrangebyscore(f"{self.base}:due", "-inf", now_ms, start=0, num=limit)
+        return self.get_many(ids)
+
+    def due_count(self, now_ms: int) -> int:
+        return int(self.client.zcount(f"{self.base}:due", "-inf", now_ms))
+
+    def of_ooi(self, organisation: str, ooi: str) -> list[Schedule]:
+        return self.get_many(self.client.smembers(f"{self.base}:ooi:{organisation}:{ooi}"))
+
+    def list(self, offset: int = 0, limit: int = 100) -> list[Schedule]:
+        """Schedules by creation time, newest first."""
+        return self.get_many(self.client.zrevrange(f"{self.base}:all", offset, offset + limit - 1))
+
+    def count(self) -> int:
+        return int(self.client.zcard(f"{self.base}:all"))
+
+
+def _check(reply: str) -> None:
+    if reply.startswith("duplicate:"):
+        raise DuplicateSchedule(reply.split(":", 1)[1])
+    if reply != "ok":
+        raise KeyError(f"schedule store: {reply}")
