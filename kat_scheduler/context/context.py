@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import redis
+from redis import Redis
 
 from kat_scheduler.config import Settings, load_settings
 from kat_scheduler.connectors.services import BytesClient, KatalogusClient, OctopoesClient
@@ -20,7 +20,7 @@ KINDS = ("boefje", "normalizer")
 @dataclass
 class AppContext:
     settings: Settings
-    redis: redis.Redis
+    redis: Redis
     katalogus: KatalogusClient
     octopoes: OctopoesClient
     bytes: BytesClient
@@ -38,7 +38,7 @@ class AppContext:
         cls,
         settings: Settings | None = None,
         *,
-        redis_client: redis.Redis | None = None,
+        redis_client: Redis | None = None,
         clock_ms: Callable[[], int] = wall_clock_ms,
     ) -> AppContext:
         settings = settings or load_settings()
