@@ -256,6 +256,7 @@ class BytesService(SimulatedService):
             ("GET", "/bytes/boefje_meta", self.authorized(self.list_boefje_meta)),
             ("POST", "/bytes/boefje_meta", self.authorized(self.post_boefje_meta)),
             ("POST", "/bytes/raw", self.authorized(self.post_raw)),
+            ("GET", "/bytes/raw/([^/]+)/meta", self.authorized(self.raw_meta)),
         ]
 
     def expire_tokens(self) -> None:
@@ -277,14 +278,14 @@ class BytesService(SimulatedService):
         expires_at = datetime.now(UTC) + timedelta(seconds=self.token_ttl)
         return 200, {"access_token": token, "token_type": "bearer", "expires_at": expires_at.isoformat()}
 
-    def authorized(self, handler: Callable[[Request], Answer]) -> Callable[[Request], Answer]:
-        def checked(request: Request) -> Answer:
+    def authorized(self, handler: Callable[..., Answer]) -> Callable[..., Answer]:
+        def checked(request: Request, *path_parts: str) -> Answer:
             scheme, _, token = request.headers.get("authorization", "").partition(" ")
             with self._lock:
                 expiry = self._tokens.get(token)
             if scheme.lower() != "bearer" or expiry is None or expiry < time.monotonic():
                 return 401, {"detail": "Could not validate credentials"}
-            return handler(request)
+            return handler(request, *path_parts)
         return checked
 
     def list_boefje_meta(self, request: Request) -> Answer:
@@ -302,6 +303,14 @@ class BytesService(SimulatedService):
     def post_boefje_meta(self, request: Request) -> Answer:
         self.save_boefje_meta(json.loads(request.body))
         return 201, None
+
+    def raw_meta(self, _request: Request, raw_id: str) -> Answer:
+        with self._lock:
+            raw = self.world.raw_files.get(raw_id)
+            meta = self.world.boefje_metas.get(raw["boefje_meta_id"]) if raw else None
+        if raw is None or meta is None:
+            return 404, {"detail": "Raw file not found"}
+        return 200, {"id": raw_id, "boefje_meta": meta, "mime_types": [{"value": v} for v in raw["mime_types"]]}
 
     def post_raw(self, request: Request) -> Answer:
         meta_id = request.arg("boefje_meta_id") or ""

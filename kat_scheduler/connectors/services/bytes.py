@@ -5,13 +5,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 import requests
 from pydantic import ValidationError
 
 from kat_scheduler.config import Settings
 from kat_scheduler.connectors.services.base import HTTPServiceClient, Params, ServiceError
-from kat_scheduler.models import BoefjeMeta
+from kat_scheduler.models import BoefjeMeta, RawData
 
 
 class BytesClient(HTTPServiceClient):
@@ -63,6 +64,17 @@ class BytesClient(HTTPServiceClient):
         try:
             return BoefjeMeta.model_validate(answer[0])
         except (ValidationError, KeyError, TypeError) as error:
+            raise self._unexpected(path, error) from error
+
+    def get_raw_meta(self, raw_id: str) -> RawData | None:
+        """A raw file's metadata (its boefje run and mime types), or None when Bytes has no such file."""
+        path = f"/bytes/raw/{quote(raw_id, safe='')}/meta"
+        answer = self._get_json(path)
+        if answer is None:
+            return None
+        try:
+            return RawData.model_validate(answer)
+        except (ValidationError, TypeError) as error:
             raise self._unexpected(path, error) from error
 
     def _call(

@@ -33,23 +33,29 @@ class OctopoesClient(HTTPServiceClient):
         page_size: int = 1000,
     ) -> Iterator[OOI]:
         """Every object of the given types and scan levels, fetched page by page as the caller reads."""
-        path = f"/{quote(organisation, safe='')}/objects"
-        filters: list[tuple[str, Any]] = [("types", t) for t in types]
-        filters += [("scan_level", level) for level in scan_levels]
+        types, scan_levels = list(types), list(scan_levels)
         offset = 0
         while True:
-            answer = self._get_json(path, params=[*filters, ("offset", offset), ("limit", page_size)])
-            if answer is None:  # an organisation Octopoes does not know has no objects
-                return
-            try:
-                count = int(answer["count"])
-                items = [OOI.model_validate(item) for item in answer["items"]]
-            except (KeyError, TypeError, ValueError, ValidationError) as error:
-                raise self._unexpected(path, error) from error
+            count, items = self.objects_page(organisation, types, scan_levels, offset, page_size)
             yield from items
             offset += page_size
             if offset >= count or not items:
                 return
+
+    def objects_page(
+        self, organisation: str, types: Iterable[str], scan_levels: Iterable[int], offset: int, limit: int
+    ) -> tuple[int, list[OOI]]:
+        """One page of objects and the total count, for passes that resume where they stopped."""
+        path = f"/{quote(organisation, safe='')}/objects"
+        filters: list[tuple[str, Any]] = [("types", t) for t in types]
+        filters += [("scan_level", level) for level in scan_levels]
+        answer = self._get_json(path, params=[*filters, ("offset", offset), ("limit", limit)])
+        if answer is None:  # an organisation Octopoes does not know has no objects
+            return 0, []
+        try:
+            return int(answer["count"]), [OOI.model_validate(item) for item in answer["items"]]
+        except (KeyError, TypeError, ValueError, ValidationError) as error:
+            raise self._unexpected(path, error) from error
 
     def get_object(self, organisation: str, reference: str) -> OOI | None:
         path = f"/{quote(organisation, safe='')}/object"

@@ -1,0 +1,102 @@
+"""The Celery beat scheduler class: time-driven scheduling, by one leader at a time.
+
+`celery -A kat_scheduler beat` uses it without flags (the app's `beat_scheduler`); `-S kat` names it
+through the `celery.beat_schedulers` entry point. Static `beat_schedule` entries keep working: the
+leader runs them as Celery's own scheduler would. Every `SCHEDULER_BEAT_TICK_SECONDS` the leader
+also does one bounded scheduling pass:
+
+1. reap expired leases on both queues (back to the queue, or dead-lettered);
+2. every `SCHEDULER_ORGANISATION_REFRESH_SECONDS`, look for boefjes enabled since the last look;
+3. visit up to `SCHEDULER_SCHEDULE_BATCH_SIZE` existing objects for those new boefjes;
+4. run up to `SCHEDULER_SCHEDULE_BATCH_SIZE` due schedules.
+
+Each step is bounded, so a pass returns promptly and the lease is renewed between steps; a beat
+that loses its lease stops the pass and stands by.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from celery import Celery
+from celery.beat import Scheduler as CeleryScheduler
+
+from kat_scheduler.context import AppContext
+from kat_scheduler.leadership import Leadership
+from kat_scheduler.schedulers import BoefjeScheduler
+
+logger = logging.getLogger(__name__)
+
+
+class KatScheduler(CeleryScheduler):
+    """Celery's scheduler plus kat_scheduler's scheduling pass, run only by the lease holder."""
+
+    def __init__(self, app: Celery, *args: Any, context: AppContext | None = None, **kwargs: Any) -> None:
+        self.context = context or AppContext.create()
+        settings = self.context.settings
+        self.tick_seconds = settings.beat_tick_seconds
+        self.leadership = Leadership(self.context.redis, "{" + f"{settings.key_prefix}:beat" + "}:leader",
+                                     settings.beat_lease_seconds)
+        self.boefjes = BoefjeScheduler(self.context)
+        self._next_pass = 0.0
+        self._next_refresh = 0.0
+        self._closed = False
+        super().__init__(app, *args, **kwargs)
+
+    # -- Celery's interface ----------------------------------------------------------------------
+
+    def tick(self, *args: Any, **kwargs: Any) -> float:
+        """Lead (run static entries and the scheduling pass) or stand by; returns seconds to sleep."""
+        if not self.leadership.hold():
+            return min(self.tick_seconds, self.leadership.lease_ms / 3000)
+        interval: float = super().tick(*args, **kwargs)
+        now = time.monotonic()
+        if now >= self._next_pass:
+            self.scheduling_pass()
+            self._next_pass = time.monotonic() + self.tick_seconds
+        return max(0.0, min(interval, self._next_pass - time.monotonic()))
+
+    def close(self) -> None:
+        """Give up the lease so a standby takes over at once. Safe to call more than once."""
+        if self._closed:
+            return
+        self._closed = True
+        self.leadership.release()
+        super().close()
+
+    # -- the scheduling pass -------------------------------------------------------------------
+
+    def scheduling_pass(self) -> None:
+        batch = self.context.settings.schedule_batch_size
+        steps: list[tuple[str, Callable[[], object]]] = [
+            ("reap expired leases", self.reap),
+            ("refresh organisations", self.refresh_organisations),
+            ("queue new boefjes for existing objects", lambda: self.boefjes.work_on_new_boefjes(batch)),
+            ("run due schedules", lambda: self.boefjes.run_due_schedules(batch)),
+        ]
+        for name, step in steps:
+            if not self.leadership.renew():
+                return
+            try:
+                step()
+            except Exception:  # one failing step (a service down, say) must not stop the others
+                logger.exception("beat: %s failed; carrying on with the next step", name)
+
+    def reap(self) -> None:
+        for queue in self.context.queues.values():
+            result = queue.reap()
+            if result.requeued or result.dead_lettered:
+                logger.info("beat: %s queue: %d expired leases requeued, %d dead-lettered", queue.kind,
+                            len(result.requeued), len(result.dead_lettered))
+
+    def refresh_organisations(self) -> None:
+        if time.monotonic() < self._next_refresh:
+            return
+        self._next_refresh = time.monotonic() + self.context.settings.organisation_refresh_seconds
+        for organisation in self.context.katalogus.get_organisations():
+            if not self.leadership.renew():
+                return
+            self.boefjes.discover_new_boefjes(organisation.id)

@@ -1,0 +1,78 @@
+"""One leader among several beats: a lease in Redis, held with a token.
+
+The leader renews its lease well before it runs out (each tick, and between the steps of a long
+pass); a standby tries to take it on every tick, so it takes over within one lease length plus one
+tick after the leader dies. A leader whose renewal fails (the lease ran out, someone else holds it)
+steps down to standby instead of carrying on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from kat_scheduler.queues.errors import QueueUnavailable
+
+logger = logging.getLogger(__name__)
+
+SCRIPT = (Path(__file__).parent / "leadership.lua").read_text()
+
+
+class Leadership:
+    def __init__(self, client: redis.Redis, key: str, lease_seconds: float) -> None:
+        self.client: Any = client
+        self.key = key
+        self.lease_ms = int(lease_seconds * 1000)
+        self.token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"  # says who leads
+        self.is_leader = False
+        self._script = client.register_script(SCRIPT)
+
+    def _call(self, operation: str) -> bool:
+        try:
+            return bool(self._script(keys=[self.key], args=[operation, self.token, self.lease_ms]))
+        except (redis.ConnectionError, redis.TimeoutError) as error:
+            raise QueueUnavailable(self.client, error) from error
+
+    def hold(self) -> bool:
+        """Take or keep the lease; True while this process leads."""
+        try:
+            held = self._call("acquire")
+        except QueueUnavailable as error:
+            logger.warning("leader lease unknown, acting as standby: %s", error)
+            held = False
+        if held != self.is_leader:
+            logger.info("beat %s %s", self.token, "is now the leader" if held else "steps down to standby")
+        self.is_leader = held
+        return held
+
+    def renew(self) -> bool:
+        """Extend the lease during a long pass; False (and standby) when it was lost."""
+        if not self.is_leader:
+            return False
+        try:
+            self.is_leader = self._call("renew")
+        except QueueUnavailable as error:
+            logger.warning("could not renew the leader lease: %s", error)
+            self.is_leader = False
+        if not self.is_leader:
+            logger.warning("beat %s lost the leader lease; stepping down to standby", self.token)
+        return self.is_leader
+
+    def release(self) -> None:
+        """Give the lease up (on shutdown), so a standby need not wait for it to run out. Idempotent."""
+        if self.is_leader:
+            try:
+                self._call("release")
+            except QueueUnavailable as error:
+                logger.warning("could not release the leader lease: %s", error)
+            self.is_leader = False
+
+    def holder(self) -> str | None:
+        value = self.client.get(self.key)
+        return str(value) if value is not None else None

@@ -1,0 +1,61 @@
+"""What a scheduler is: it turns events and time into ranked tasks on its kind's queue."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from kat_scheduler.connectors.services import ServiceUnavailable
+from kat_scheduler.context import AppContext
+from kat_scheduler.queues import QueueUnavailable
+from kat_scheduler.rankers import Ranker
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+TRANSIENT_ERRORS = (ServiceUnavailable, QueueUnavailable)
+
+
+class Scheduler:
+    """One kind of work. Subclasses add the event handlers and passes that create it."""
+
+    kind: str
+    ranker: Ranker
+
+    def __init__(self, context: AppContext) -> None:
+        self.context = context
+        self.queue = context.queues[self.kind]
+        self.settings = context.settings
+
+    def now_ms(self) -> int:
+        return self.context.clock_ms()
+
+
+SCHEDULERS: dict[str, type[Scheduler]] = {}
+
+
+def register(scheduler: type[Scheduler]) -> type[Scheduler]:
+    """Make a scheduler available by its kind (a class decorator)."""
+    SCHEDULERS[scheduler.kind] = scheduler
+    return scheduler
+
+
+def patiently(work: Callable[[], T], what: str, give_up_after: float = 120.0) -> T:
+    """Run `work`, retrying while a service or Redis is unreachable, with backoff up to a deadline.
+
+    An event handler uses this so that an outage holds its message (RabbitMQ keeps it) instead of
+    burning through the listener's redeliveries and dead-lettering good events."""
+    deadline = time.monotonic() + give_up_after
+    delay = 0.5
+    while True:
+        try:
+            return work()
+        except TRANSIENT_ERRORS as error:
+            if time.monotonic() + delay > deadline:
+                raise
+            logger.warning("%s: %s; retrying in %.1f s", what, error, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 15.0)

@@ -1,0 +1,286 @@
+"""Boefje scheduling: which boefjes may run on which objects, and when they come round again.
+
+Work appears three ways: a scan profile mutation (an object was created, changed level or was
+deleted), a boefje that became enabled (it must visit the objects that already exist), and a
+schedule that fell due (a rescan). Each candidate passes the same checks (kat-contracts.md §5)
+before it is ranked and queued.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from kat_scheduler.connectors.services import ServiceError
+from kat_scheduler.context import AppContext
+from kat_scheduler.models import OOI, BoefjeRef, BoefjeTask, Plugin, ScanProfileMutation, Schedule
+from kat_scheduler.models.tasks import new_task_id
+from kat_scheduler.queues import PushOutcome, PushResult
+from kat_scheduler.rankers import BoefjeRanker, RankingContext
+from kat_scheduler.repositories import DuplicateSchedule
+from kat_scheduler.repositories.boefje_catalogue import BoefjeCatalogueRepository
+from kat_scheduler.repositories.schedules import from_ms
+from kat_scheduler.schedulers.base import TRANSIENT_ERRORS, Scheduler, register
+from kat_scheduler.schedulers.deadlines import freshness_seconds, next_cron, next_deadline, valid_cron
+
+logger = logging.getLogger(__name__)
+
+
+def ooi_type_of(primary_key: str) -> str:
+    """OpenKAT primary keys start with the object type: "Hostname|internet|example.com"."""
+    return primary_key.split("|", 1)[0]
+
+
+def permits(plugin: Plugin, ooi: OOI) -> bool:
+    """The static checks: an enabled boefje that consumes the type, and a scan level that allows it."""
+    level = ooi.scan_level
+    return (plugin.type == "boefje" and plugin.enabled and ooi.object_type in plugin.consumes
+            and level is not None and plugin.scan_level <= level)
+
+
+def boefje_task(plugin: Plugin, organisation: str, primary_key: str) -> BoefjeTask:
+    ref = BoefjeRef(id=plugin.id, name=plugin.name, version=plugin.version, oci_image=plugin.oci_image)
+    return BoefjeTask(boefje=ref, input_ooi=primary_key, organization=organisation)
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    plugin: Plugin
+    task: BoefjeTask
+    score: int
+
+
+@register
+class BoefjeScheduler(Scheduler):
+    kind = "boefje"
+    ranker = BoefjeRanker()
+
+    def __init__(self, context: AppContext) -> None:
+        super().__init__(context)
+        self.schedules = self.context.schedules[self.kind]
+        self.records = self.queue.records
+        self.catalogue = BoefjeCatalogueRepository(self.context.redis, self.settings.key_prefix)
+
+    # -- scan profile mutations ------------------------------------------------------------------
+
+    def on_mutation(self, event: ScanProfileMutation) -> list[PushResult]:
+        """Handle one `scan_profile_mutations` message; returns what was pushed."""
+        organisation = event.client_id
+        if event.operation == "delete":
+            self.forget_ooi(organisation, event.primary_key)
+            return []
+        ooi = event.value
+        if ooi is None:
+            logger.warning("organisation %s: %s of %s carries no object; ignored", organisation,
+                           event.operation, event.primary_key)
+            return []
+        plugins = self.context.katalogus.get_boefjes_by_ooi_type(organisation, ooi.object_type)
+        self.cancel_not_permitted(organisation, ooi, plugins)
+        runnable = [p for p in plugins if permits(p, ooi) and (p.run_on is None or event.operation in p.run_on)]
+        return self.push_eligible(organisation, [(p, ooi.primary_key) for p in runnable])
+
+    def forget_ooi(self, organisation: str, primary_key: str) -> None:
+        """An object was deleted: its queued tasks are cancelled and its schedules removed."""
+        cancelled = self.queue.cancel_ooi(organisation, primary_key)
+        schedules = self.schedules.of_ooi(organisation, primary_key)
+        for schedule in schedules:
+            self.schedules.delete(schedule)
+        logger.info("organisation %s: %s deleted; cancelled %d queued tasks, removed %d schedules",
+                    organisation, primary_key, len(cancelled), len(schedules))
+
+    def cancel_not_permitted(self, organisation: str, ooi: OOI, plugins: Iterable[Plugin]) -> list[str]:
+        """Cancel the queued tasks of `ooi` whose boefje its (possibly lowered) scan level no longer allows."""
+        active = self.records.get_many(self.queue.active_ids_of_ooi(organisation, ooi.primary_key))
+        queued = [r for r in active if r.status == "queued"]
+        if not queued:
+            return []
+        by_id = {p.id: p for p in plugins}
+        level = ooi.scan_level
+        doomed = [r.id for r in queued
+                  if r.plugin_id not in by_id or level is None or by_id[r.plugin_id].scan_level > level]
+        cancelled = [task_id for task_id, outcome in zip(doomed, self.queue.cancel(*doomed), strict=True)
+                     if outcome == "cancelled"]
+        for task_id in cancelled:
+            logger.info("task %s organisation %s: cancelled, %s no longer permits it (level %s)",
+                        task_id, organisation, ooi.primary_key, level)
+        return cancelled
+
+    # -- from candidates to queued tasks ---------------------------------------------------------
+
+    def push_eligible(self, organisation: str, pairs: Iterable[tuple[Plugin, str]], *,
+                      schedule_next: bool = True) -> list[PushResult]:
+        """Rank and queue the (boefje, object) pairs whose work may run now: no task of the same work
+        active, and its last run older than the grace period. Gives queued work a schedule."""
+        now = self.now_ms()
+        candidates = []
+        for plugin, primary_key in pairs:
+            task = boefje_task(plugin, organisation, primary_key)
+            active, last_run = self.run_state(task)
+            fresh_for = freshness_seconds(plugin, self.settings.grace_period)
+            if active or (last_run is not None and now - last_run < fresh_for * 1000):
+                continue
+            context = RankingContext(now_ms=now, last_run_ms=last_run, interval_seconds=fresh_for)
+            candidates.append(Candidate(plugin, task, self.ranker.rank(context)))
+        if not candidates:
+            return []
+        results = self.queue.push_many([(c.task, c.score) for c in candidates])
+        for candidate, result in zip(candidates, results, strict=True):
+            self._log_push(candidate.task, result)
+            if schedule_next and result.outcome is PushOutcome.QUEUED and candidate.plugin.run_on is None:
+                self.ensure_schedule(candidate.plugin, candidate.task, from_ms(now))
+        return results
+
+    def run_state(self, task: BoefjeTask) -> tuple[bool, int | None]:
+        """(is a run of this work queued or going, when did its last run end in ms).
+
+        Our own record first; Bytes only when we have none (runs from before kat_scheduler, or from
+        elsewhere). A Bytes run without an end is still going."""
+        if self.records.active_task_id(task.organization, task.input_ooi, task.hash):
+            return True, None
+        ours = self.records.last_run_ms(task.hash)
+        if ours is not None:
+            return False, ours
+        meta = self.context.bytes.get_last_run(task.organization, task.boefje.id, task.input_ooi)
+        if meta is None:
+            return False, None
+        if not meta.ended_at:
+            return True, None
+        return False, int(datetime.fromisoformat(meta.ended_at).timestamp() * 1000)
+
+    def _log_push(self, task: BoefjeTask, result: PushResult) -> None:
+        if result.outcome is PushOutcome.QUEUED:
+            logger.debug("task %s organisation %s: queued %s on %s", task.id, task.organization,
+                         task.boefje.id, task.input_ooi)
+        elif result.outcome is PushOutcome.FULL:
+            logger.warning("task %s organisation %s: %s on %s refused, the boefje queue is full", task.id,
+                           task.organization, task.boefje.id, task.input_ooi)
+
+    # -- schedules ----------------------------------------------------------------------------
+
+    def ensure_schedule(self, plugin: Plugin, task: BoefjeTask, now: datetime) -> None:
+        """Give queued work a schedule for its next run, or move an existing schedule's deadline."""
+        deadline = next_deadline(plugin, now, self.settings.grace_period, self.settings.schedule_jitter_seconds)
+        existing = self.schedules.get_by_hash(task.hash)
+        if existing is not None:
+            existing.deadline_at = deadline
+            existing.enabled = True
+            existing.modified_at = now
+            self.schedules.save(existing)
+            return
+        data = task.model_dump(mode="json", exclude={"id"}, exclude_none=True)
+        with contextlib.suppress(DuplicateSchedule):  # another worker scheduled the same work just now
+            self.schedules.new(task.organization, data, task.hash, cron=plugin.cron, deadline_at=deadline, now=now)
+
+    def run_due_schedules(self, limit: int) -> int:
+        """Take up to `limit` due schedules in deadline order, re-check them, queue what may run, and
+        move every deadline forward, also for skipped work. Returns how many were handled."""
+        now_ms = self.now_ms()
+        due = self.schedules.due(now_ms, limit)
+        for schedule in due:
+            self._run_schedule(schedule, now_ms)
+        self.schedules.save_many(due)
+        return len(due)
+
+    def _run_schedule(self, schedule: Schedule, now_ms: int) -> None:
+        now = from_ms(now_ms)
+        schedule.modified_at = now
+        try:
+            task = BoefjeTask.model_validate({**schedule.data, "id": new_task_id()})
+            problem, plugin = self._recheck(schedule.organisation, task)
+        except TRANSIENT_ERRORS as error:
+            schedule.deadline_at = from_ms(now_ms + 300_000)  # try again in five minutes
+            logger.warning("schedule %s organisation %s: postponed, %s", schedule.id, schedule.organisation, error)
+            return
+        except (ServiceError, ValueError) as error:
+            problem, plugin = f"cannot be checked: {error}", None
+        if problem or plugin is None:
+            schedule.enabled = False
+            schedule.deadline_at = from_ms(now_ms + self.settings.grace_period * 1000)
+            logger.info("schedule %s organisation %s: disabled, %s", schedule.id, schedule.organisation, problem)
+            return
+        if schedule.schedule and valid_cron(schedule.schedule):
+            schedule.deadline_at = next_cron(schedule.schedule, now)
+        else:
+            schedule.deadline_at = next_deadline(plugin, now, self.settings.grace_period,
+                                                 self.settings.schedule_jitter_seconds)
+        self.push_eligible(task.organization, [(plugin, task.input_ooi or "")], schedule_next=False)
+
+    def _recheck(self, organisation: str, task: BoefjeTask) -> tuple[str | None, Plugin | None]:
+        """Why a schedule's work may no longer run (None when it may), and its plugin."""
+        primary_key = task.input_ooi or ""
+        plugins = self.context.katalogus.get_boefjes_by_ooi_type(organisation, ooi_type_of(primary_key))
+        plugin = next((p for p in plugins if p.id == task.boefje.id), None)
+        if plugin is None:
+            return f"boefje {task.boefje.id} is gone or no longer consumes {ooi_type_of(primary_key)}", None
+        if plugin.run_on is not None:
+            return f"boefje {plugin.id} runs only on {plugin.run_on} events", None
+        ooi = self.context.octopoes.get_object(organisation, primary_key)
+        if ooi is None:
+            return f"object {primary_key} is gone", None
+        if not permits(plugin, ooi):
+            return f"boefje {plugin.id} is disabled or not permitted at level {ooi.scan_level}", None
+        return None, plugin
+
+    # -- boefjes enabled since the last look ----------------------------------------------------
+
+    def discover_new_boefjes(self, organisation: str) -> list[str]:
+        """Compare the organisation's enabled boefjes with those seen before; start passes for new ones."""
+        enabled = {p.id for p in self.context.katalogus.get_plugins(organisation)
+                   if p.type == "boefje" and p.enabled}
+        seen = self.catalogue.seen(organisation)
+        new = sorted(enabled - seen)
+        self.catalogue.start_jobs(organisation, new)
+        self.catalogue.forget(organisation, seen - enabled)
+        if new:
+            logger.info("organisation %s: new boefjes %s; queueing them for existing objects", organisation, new)
+        return new
+
+    def work_on_new_boefjes(self, budget: int, page_size: int = 200) -> int:
+        """Visit up to `budget` existing objects for the new boefjes' passes; returns objects visited."""
+        visited = 0
+        for organisation, boefje_id, offset in self.catalogue.jobs():
+            plugin = next((p for p in self.context.katalogus.get_plugins(organisation) if p.id == boefje_id), None)
+            if plugin is None or not plugin.enabled or plugin.run_on is not None:
+                self.catalogue.finish(organisation, boefje_id)  # gone, or runs on mutations only
+                continue
+            levels = range(plugin.scan_level, 5)
+            while visited < budget:
+                count, oois = self.context.octopoes.objects_page(
+                    organisation, plugin.consumes, levels, offset, min(page_size, budget - visited))
+                self.push_eligible(organisation, [(plugin, o.primary_key) for o in oois if permits(plugin, o)])
+                offset += len(oois)
+                visited += len(oois)
+                if not oois or offset >= count:
+                    self.catalogue.finish(organisation, boefje_id)
+                    logger.info("organisation %s: boefje %s visited all %d existing objects",
+                                organisation, boefje_id, count)
+                    break
+                self.catalogue.advance(organisation, boefje_id, offset)
+            if visited >= budget:
+                break
+        return visited
+
+    # -- manual runs -----------------------------------------------------------------------------
+
+    def push_manual(self, organisation: str, boefje_id: str, primary_key: str) -> PushResult:
+        """A person asked for this run: it skips the grace period and goes first, but never twice at once."""
+        plugin = self.context.katalogus.get_plugin(organisation, boefje_id)
+        if plugin is None or plugin.type != "boefje":
+            raise LookupError(f"organisation {organisation} has no boefje {boefje_id!r}")
+        ooi = self.context.octopoes.get_object(organisation, primary_key)
+        if ooi is None:
+            raise LookupError(f"organisation {organisation} has no object {primary_key!r}")
+        if not permits(plugin, ooi):
+            raise PermissionError(f"boefje {boefje_id} may not run on {primary_key}: it is disabled, does not "
+                                  f"consume {ooi.object_type}, or needs scan level {plugin.scan_level} "
+                                  f"(the object has {ooi.scan_level})")
+        task = boefje_task(plugin, organisation, primary_key)
+        now = self.now_ms()
+        result = self.queue.push(task, self.ranker.rank(RankingContext(now_ms=now, manual=True)))
+        self._log_push(task, result)
+        if result.outcome is PushOutcome.QUEUED and plugin.run_on is None:
+            self.ensure_schedule(plugin, task, from_ms(now))
+        return result

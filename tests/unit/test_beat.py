@@ -1,0 +1,110 @@
+"""The beat scheduler class: leadership between beats, bounded passes, static entries beside ours."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from celery import Celery
+
+from kat_scheduler.beat import KatScheduler
+from kat_scheduler.config import load_settings
+from kat_scheduler.context import AppContext
+from kat_scheduler.schedulers import BoefjeScheduler
+from tests.factories.kat_world import ORG, mutation
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> float:
+    start = time.monotonic()
+    while not condition():
+        if time.monotonic() - start > timeout:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.01)
+    return time.monotonic() - start
+
+
+@pytest.fixture
+def beat_context(context: AppContext) -> AppContext:
+    """The scheduler test context with a short leader lease and fast ticks."""
+    context.settings = load_settings(**{**context.settings.model_dump(), "beat_lease_seconds": 0.3,
+                                        "beat_tick_seconds": 0.05, "schedule_batch_size": 5})
+    return context
+
+
+@pytest.fixture
+def make_beat(beat_context: AppContext) -> Iterator[Callable[..., KatScheduler]]:
+    made: list[KatScheduler] = []
+
+    def make(**conf: Any) -> KatScheduler:
+        app = Celery("beat-test", broker="memory://", set_as_current=False)
+        app.conf.update(conf)
+        beat = KatScheduler(app, context=beat_context)
+        made.append(beat)
+        return beat
+
+    yield make
+    for beat in made:
+        beat.close()
+
+
+def test_one_of_two_beats_leads_and_the_other_takes_over_when_it_dies(make_beat: Callable[..., KatScheduler]) -> None:
+    first, second = make_beat(), make_beat()
+    first.tick()
+    second.tick()
+    assert first.leadership.is_leader and not second.leadership.is_leader
+    lease = first.leadership.lease_ms / 1000
+    # the leader dies: it stops ticking and never releases its lease
+    took = wait_until(lambda: second.tick() is not None and second.leadership.is_leader, 4 * lease, "a takeover")
+    assert took < 2 * lease
+    first.tick()
+    assert not first.leadership.is_leader  # the old leader, back, stands by
+
+
+def test_close_hands_the_lease_over_at_once_and_is_idempotent(make_beat: Callable[..., KatScheduler]) -> None:
+    first, second = make_beat(), make_beat()
+    first.tick()
+    first.close()
+    first.close()
+    second.tick()
+    assert second.leadership.is_leader
+
+
+def test_a_leader_that_lost_its_lease_steps_down_instead_of_scheduling(
+    make_beat: Callable[..., KatScheduler], beat_context: AppContext
+) -> None:
+    beat = make_beat()
+    beat.tick()
+    beat_context.redis.set(beat.leadership.key, "someone-else", px=10_000)
+    BoefjeScheduler(beat_context).on_mutation(mutation("update", "IPAddressV4|internet|192.0.2.1", level=2))
+    beat.scheduling_pass()
+    assert not beat.leadership.is_leader
+    beat.tick()
+    assert not beat.leadership.is_leader
+
+
+def test_only_the_leader_runs_static_entries(make_beat: Callable[..., KatScheduler],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    sent: list[str] = []
+    monkeypatch.setattr(KatScheduler, "apply_async", lambda self, entry, *a, **k: sent.append(entry.name))
+    conf = {"beat_schedule": {"ping": {"task": "ping", "schedule": 0.01}}}
+    leader, standby = make_beat(**conf), make_beat(**conf)
+    wait_until(lambda: (leader.tick(), standby.tick()) is not None and len(sent) >= 3, 5, "static entries")
+    assert standby.leadership.is_leader is False and set(sent) == {"ping"}
+    count = len(sent)
+    for _ in range(5):
+        standby.tick()
+    assert len(sent) == count
+
+
+def test_a_pass_is_bounded_and_the_next_pass_continues(make_beat: Callable[..., KatScheduler],
+                                                       beat_context: AppContext) -> None:
+    beat_context.settings = load_settings(**{**beat_context.settings.model_dump(), "schedule_batch_size": 1})
+    beat = make_beat()
+    beat.tick()  # the first pass also looks at the organisation's boefjes: every enabled one is new
+    assert beat_context.boefjes.size() == 1  # one object visited per pass
+    assert beat.boefjes.catalogue.jobs()
+    wait_until(lambda: beat.tick() is not None and not beat.boefjes.catalogue.jobs(), 10, "the passes to finish")
+    queued = beat_context.boefjes.counts()
+    assert queued == {ORG: 3}  # dns on a and b, nmap on the IP
