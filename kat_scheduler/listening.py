@@ -16,6 +16,7 @@ from celery import bootsteps
 
 from kat_scheduler.connectors.listeners import RawFileReceivedListener, ScanProfileMutationListener
 from kat_scheduler.connectors.listeners.listener import Listener
+from kat_scheduler.connectors.listeners.openkat import RAW_FILE_RECEIVED, SCAN_PROFILE_MUTATIONS
 from kat_scheduler.context import AppContext
 from kat_scheduler.models import RawFileReceived, ScanProfileMutation
 from kat_scheduler.schedulers import BoefjeScheduler, NormalizerScheduler
@@ -36,16 +37,25 @@ class EventHandlers:
         patiently(lambda: self.boefjes.on_mutation(event),
                   f"organisation {event.client_id}: {event.operation} of {event.primary_key}")
 
+    def on_mutations(self, events: list[ScanProfileMutation]) -> None:
+        patiently(lambda: self.boefjes.on_mutations(events), f"a batch of {len(events)} scan profile mutations")
+
     def on_raw_file(self, event: RawFileReceived) -> None:
         patiently(lambda: self.normalizers.on_raw_file(event),
                   f"organisation {event.organization}: raw file {event.raw_data.id}")
 
 
-def start_listeners(context: AppContext) -> list[tuple[Listener[Any], threading.Thread]]:
+def start_listeners(
+    context: AppContext,
+    mutation_queue: str = SCAN_PROFILE_MUTATIONS,
+    raw_file_queue: str = RAW_FILE_RECEIVED,
+) -> list[tuple[Listener[Any], threading.Thread]]:
+    """Both listeners, running; the queue names are OpenKAT's unless a test or benchmark needs its own."""
     handlers = EventHandlers(context)
     listeners: list[Listener[Any]] = [
-        ScanProfileMutationListener.from_settings(context.settings, handlers.on_mutation),
-        RawFileReceivedListener.from_settings(context.settings, handlers.on_raw_file),
+        ScanProfileMutationListener.from_settings(context.settings, handlers.on_mutation, queue_name=mutation_queue,
+                                                  batch_handler=handlers.on_mutations),
+        RawFileReceivedListener.from_settings(context.settings, handlers.on_raw_file, queue_name=raw_file_queue),
     ]
     running = []
     for listener in listeners:

@@ -54,6 +54,24 @@ class ScheduleRepository:
     def _key(self, schedule_id: str) -> str:
         return f"{self.base}:s:{schedule_id}"
 
+    def build(
+        self,
+        organisation: str,
+        data: dict[str, Any],
+        identity_hash: str,
+        *,
+        cron: str | None = None,
+        deadline_at: datetime | None = None,
+        enabled: bool = True,
+        now: datetime | None = None,
+    ) -> Schedule:
+        """A new schedule of this store's kind, not yet stored."""
+        now = now or datetime.now(UTC)
+        return Schedule(
+            id=str(uuid.uuid4()), scheduler_id=self.kind, organisation=organisation, hash=identity_hash,
+            data=data, enabled=enabled, schedule=cron, deadline_at=deadline_at, created_at=now, modified_at=now,
+        )
+
     def new(
         self,
         organisation: str,
@@ -66,11 +84,8 @@ class ScheduleRepository:
         now: datetime | None = None,
     ) -> Schedule:
         """Create and store a schedule; DuplicateSchedule when its identity has one already."""
-        now = now or datetime.now(UTC)
-        schedule = Schedule(
-            id=str(uuid.uuid4()), scheduler_id=self.kind, organisation=organisation, hash=identity_hash,
-            data=data, enabled=enabled, schedule=cron, deadline_at=deadline_at, created_at=now, modified_at=now,
-        )
+        schedule = self.build(organisation, data, identity_hash, cron=cron, deadline_at=deadline_at,
+                              enabled=enabled, now=now)
         self.save(schedule, previous_hash="")
         return schedule
 
@@ -79,13 +94,27 @@ class ScheduleRepository:
         reply = self._script(keys=[self.base], args=self._put_args(schedule, previous_hash))
         _check(reply)
 
-    def save_many(self, schedules: Iterable[Schedule]) -> None:
-        """Store many changed schedules in one round trip (each still atomic on its own)."""
+    def save_many(self, schedules: Iterable[Schedule], *, new: bool = False) -> list[str]:
+        """Store many schedules in one round trip (each still atomic on its own): changed ones, or with
+        new=True new ones, skipping those whose identity has a schedule already. Returns the ids of
+        the identities' holders that kept them from being stored."""
         pipe = self.client.pipeline(transaction=False)
         for schedule in schedules:
-            self._script(keys=[self.base], args=self._put_args(schedule, None), client=pipe)
+            self._script(keys=[self.base], args=self._put_args(schedule, "" if new else None), client=pipe)
+        held_by = []
         for reply in pipe.execute():
-            _check(reply)
+            if new and reply.startswith("duplicate:"):
+                held_by.append(reply.split(":", 1)[1])
+            else:
+                _check(reply)
+        return held_by
+
+    def get_many_by_hash(self, identity_hashes: list[str]) -> dict[str, Schedule]:
+        """The schedules of those work identities that have one, by identity."""
+        if not identity_hashes:
+            return {}
+        ids = self.client.hmget(f"{self.base}:hash", identity_hashes)
+        return {s.hash: s for s in self.get_many(i for i in ids if i)}
 
     def _put_args(self, schedule: Schedule, previous_hash: str | None) -> list[Any]:
         deadline = "" if schedule.deadline_at is None else to_ms(schedule.deadline_at)

@@ -126,6 +126,24 @@ class TaskRepository:
         value = self.client.hget(f"{self.base}:lastrun", identity_hash)
         return int(value) if value is not None else None
 
+    def activity(self, works: Iterable[tuple[str, str | None, str]]) -> list[tuple[str | None, int | None]]:
+        """For each (organisation, OOI, identity hash): its active task id and the end of its last
+        finished run, in one round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        for organisation, ooi, identity_hash in works:
+            pipe.hget(f"{self.base}:a:{organisation}:{ooi or ''}", identity_hash)
+            pipe.hget(f"{self.base}:lastrun", identity_hash)
+        replies = pipe.execute()
+        return [(active, int(last) if last is not None else None)
+                for active, last in zip(replies[::2], replies[1::2], strict=True)]
+
+    def active_ids(self, organisation: str, oois: list[str]) -> dict[str, list[str]]:
+        """The queued, dispatched and running task ids of each of an organisation's OOIs."""
+        pipe = self.client.pipeline(transaction=False)
+        for ooi in oois:
+            pipe.hvals(f"{self.base}:a:{organisation}:{ooi}")
+        return dict(zip(oois, pipe.execute(), strict=True))
+
     def active_task_id(self, organisation: str, ooi: str | None, identity_hash: str) -> str | None:
         """The queued, dispatched or running task of this work identity, if any."""
         value = self.client.hget(f"{self.base}:a:{organisation}:{ooi or ''}", identity_hash)

@@ -8,19 +8,27 @@ before it is ranked and queued.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 
 from kat_scheduler.connectors.services import ServiceError
 from kat_scheduler.context import AppContext
-from kat_scheduler.models import OOI, BoefjeRef, BoefjeTask, Plugin, ScanProfileMutation, Schedule
+from kat_scheduler.models import (
+    OOI,
+    BoefjeMeta,
+    BoefjeRef,
+    BoefjeTask,
+    Plugin,
+    ScanProfileMutation,
+    Schedule,
+    TaskStatus,
+)
 from kat_scheduler.models.tasks import new_task_id
 from kat_scheduler.queues import PushOutcome, PushResult
 from kat_scheduler.rankers import BoefjeRanker, RankingContext
-from kat_scheduler.repositories import DuplicateSchedule
 from kat_scheduler.repositories.boefje_catalogue import BoefjeCatalogueRepository
 from kat_scheduler.repositories.schedules import from_ms
 from kat_scheduler.schedulers.base import TRANSIENT_ERRORS, Scheduler, register
@@ -63,24 +71,47 @@ class BoefjeScheduler(Scheduler):
         self.schedules = self.context.schedules[self.kind]
         self.records = self.queue.records
         self.catalogue = BoefjeCatalogueRepository(self.context.redis, self.settings.key_prefix)
+        self._bytes_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="bytes-lookup")
 
     # -- scan profile mutations ------------------------------------------------------------------
 
     def on_mutation(self, event: ScanProfileMutation) -> list[PushResult]:
         """Handle one `scan_profile_mutations` message; returns what was pushed."""
-        organisation = event.client_id
-        if event.operation == "delete":
-            self.forget_ooi(organisation, event.primary_key)
-            return []
-        ooi = event.value
-        if ooi is None:
-            logger.warning("organisation %s: %s of %s carries no object; ignored", organisation,
-                           event.operation, event.primary_key)
-            return []
-        plugins = self.context.katalogus.get_boefjes_by_ooi_type(organisation, ooi.object_type)
-        self.cancel_not_permitted(organisation, ooi, plugins)
-        runnable = [p for p in plugins if permits(p, ooi) and (p.run_on is None or event.operation in p.run_on)]
-        return self.push_eligible(organisation, [(p, ooi.primary_key) for p in runnable])
+        return self.on_mutations([event])
+
+    def on_mutations(self, events: list[ScanProfileMutation]) -> list[PushResult]:
+        """Handle a batch of messages in order. Consecutive creates and updates of different objects
+        are handled together, in a few round trips for the whole run; a delete, or a second change
+        of the same object, starts a new run so that the later message has the last word."""
+        results: list[PushResult] = []
+        run: list[tuple[str, str, OOI]] = []  # (organisation, operation, object)
+        for event in events:
+            ooi = event.value
+            key = (event.client_id, event.primary_key)
+            if event.operation == "delete" or ooi is None or key in {(org, o.primary_key) for org, _, o in run}:
+                results += self._changed(run)
+                run = []
+            if event.operation == "delete":
+                self.forget_ooi(event.client_id, event.primary_key)
+            elif ooi is None:
+                logger.warning("organisation %s: %s of %s carries no object; ignored", event.client_id,
+                               event.operation, event.primary_key)
+            else:
+                run.append((event.client_id, event.operation, ooi))
+        return results + self._changed(run)
+
+    def _changed(self, changes: list[tuple[str, str, OOI]]) -> list[PushResult]:
+        """Objects created or changed: cancel what their level no longer permits, queue what it does."""
+        results: list[PushResult] = []
+        for organisation in dict.fromkeys(org for org, _, _ in changes):
+            mine = [(operation, ooi) for org, operation, ooi in changes if org == organisation]
+            plugins = {ooi.object_type: self.context.katalogus.get_boefjes_by_ooi_type(organisation, ooi.object_type)
+                       for _, ooi in mine}
+            self.cancel_not_permitted(organisation, [(ooi, plugins[ooi.object_type]) for _, ooi in mine])
+            pairs = [(p, ooi.primary_key) for operation, ooi in mine for p in plugins[ooi.object_type]
+                     if permits(p, ooi) and (p.run_on is None or operation in p.run_on)]
+            results += self.push_eligible(organisation, pairs)
+        return results
 
     def forget_ooi(self, organisation: str, primary_key: str) -> None:
         """An object was deleted: its queued tasks are cancelled and its schedules removed."""
@@ -91,21 +122,28 @@ class BoefjeScheduler(Scheduler):
         logger.info("organisation %s: %s deleted; cancelled %d queued tasks, removed %d schedules",
                     organisation, primary_key, len(cancelled), len(schedules))
 
-    def cancel_not_permitted(self, organisation: str, ooi: OOI, plugins: Iterable[Plugin]) -> list[str]:
-        """Cancel the queued tasks of `ooi` whose boefje its (possibly lowered) scan level no longer allows."""
-        active = self.records.get_many(self.queue.active_ids_of_ooi(organisation, ooi.primary_key))
-        queued = [r for r in active if r.status == "queued"]
-        if not queued:
-            return []
-        by_id = {p.id: p for p in plugins}
-        level = ooi.scan_level
-        doomed = [r.id for r in queued
-                  if r.plugin_id not in by_id or level is None or by_id[r.plugin_id].scan_level > level]
-        cancelled = [task_id for task_id, outcome in zip(doomed, self.queue.cancel(*doomed), strict=True)
-                     if outcome == "cancelled"]
-        for task_id in cancelled:
-            logger.info("task %s organisation %s: cancelled, %s no longer permits it (level %s)",
-                        task_id, organisation, ooi.primary_key, level)
+    def cancel_not_permitted(self, organisation: str, changed: list[tuple[OOI, list[Plugin]]]) -> list[str]:
+        """Cancel the queued tasks of changed objects whose boefje the (possibly lowered) scan level, or
+        the boefje's own state, no longer allows."""
+        active = self.records.active_ids(organisation, [ooi.primary_key for ooi, _ in changed])
+        records = {r.id: r for r in self.records.get_many(i for ids in active.values() for i in ids)}
+        doomed = []
+        for ooi, plugins in changed:
+            by_id = {p.id: p for p in plugins}
+            for task_id in active[ooi.primary_key]:
+                record = records.get(task_id)
+                if record is None or record.status is not TaskStatus.QUEUED:
+                    continue
+                plugin = by_id.get(record.plugin_id)
+                if plugin is None or not permits(plugin, ooi):
+                    doomed.append((record, ooi))
+        outcomes = self.queue.cancel(*(record.id for record, _ in doomed))
+        cancelled = []
+        for (record, ooi), outcome in zip(doomed, outcomes, strict=True):
+            if outcome == "cancelled":
+                cancelled.append(record.id)
+                logger.info("task %s organisation %s: cancelled, %s on %s is no longer permitted (level %s)",
+                            record.id, organisation, record.plugin_id, ooi.primary_key, ooi.scan_level)
         return cancelled
 
     # -- from candidates to queued tasks ---------------------------------------------------------
@@ -115,10 +153,9 @@ class BoefjeScheduler(Scheduler):
         """Rank and queue the (boefje, object) pairs whose work may run now: no task of the same work
         active, and its last run older than the grace period. Gives queued work a schedule."""
         now = self.now_ms()
+        work = [(plugin, boefje_task(plugin, organisation, primary_key)) for plugin, primary_key in pairs]
         candidates = []
-        for plugin, primary_key in pairs:
-            task = boefje_task(plugin, organisation, primary_key)
-            active, last_run = self.run_state(task)
+        for (plugin, task), (active, last_run) in zip(work, self.run_states([t for _, t in work]), strict=True):
             fresh_for = freshness_seconds(plugin, self.settings.grace_period)
             if active or (last_run is not None and now - last_run < fresh_for * 1000):
                 continue
@@ -129,26 +166,39 @@ class BoefjeScheduler(Scheduler):
         results = self.queue.push_many([(c.task, c.score) for c in candidates])
         for candidate, result in zip(candidates, results, strict=True):
             self._log_push(candidate.task, result)
-            if schedule_next and result.outcome is PushOutcome.QUEUED and candidate.plugin.run_on is None:
-                self.ensure_schedule(candidate.plugin, candidate.task, from_ms(now))
+        if schedule_next:
+            self.ensure_schedules([(c.plugin, c.task) for c, r in zip(candidates, results, strict=True)
+                                   if r.outcome is PushOutcome.QUEUED and c.plugin.run_on is None], from_ms(now))
         return results
 
-    def run_state(self, task: BoefjeTask) -> tuple[bool, int | None]:
-        """(is a run of this work queued or going, when did its last run end in ms).
+    def run_states(self, tasks: list[BoefjeTask]) -> list[tuple[bool, int | None]]:
+        """Per task: (is a run of this work queued or going, when did its last run end in ms).
 
-        Our own record first; Bytes only when we have none (runs from before kat_scheduler, or from
-        elsewhere). A Bytes run without an end is still going."""
-        if self.records.active_task_id(task.organization, task.input_ooi, task.hash):
-            return True, None
-        ours = self.records.last_run_ms(task.hash)
-        if ours is not None:
-            return False, ours
-        meta = self.context.bytes.get_last_run(task.organization, task.boefje.id, task.input_ooi)
-        if meta is None:
-            return False, None
-        if not meta.ended_at:
-            return True, None
-        return False, int(datetime.fromisoformat(meta.ended_at).timestamp() * 1000)
+        Our own records first, for all tasks in one round trip; Bytes only for work we have no
+        record of (runs from before kat_scheduler, or from elsewhere), one request per object.
+        A Bytes run without an end is still going."""
+        states = [(active is not None, last) for active, last in
+                  self.records.activity((t.organization, t.input_ooi, t.hash) for t in tasks)]
+        unknown: dict[tuple[str, str | None], list[int]] = {}
+        for index, (active, last_run) in enumerate(states):
+            if not active and last_run is None:
+                unknown.setdefault((tasks[index].organization, tasks[index].input_ooi), []).append(index)
+
+        def ask_bytes(work: tuple[tuple[str, str | None], list[int]]) -> dict[str, BoefjeMeta]:
+            (organisation, ooi), indexes = work
+            boefje_ids = {tasks[i].boefje.id for i in indexes}
+            if ooi is None:
+                return {b: m for b in boefje_ids if (m := self.context.bytes.get_last_run(organisation, b, None))}
+            return self.context.bytes.get_last_runs(organisation, ooi, boefje_ids)
+
+        # One request per object, several at a time: a batch of new objects waits for Bytes once.
+        for (_, indexes), runs in zip(unknown.items(), self._bytes_pool.map(ask_bytes, unknown.items()),
+                                      strict=True):
+            for index in indexes:
+                meta = runs.get(tasks[index].boefje.id)
+                if meta is not None:
+                    states[index] = (True, None) if not meta.ended_at else (False, end_ms(meta.ended_at))
+        return states
 
     def _log_push(self, task: BoefjeTask, result: PushResult) -> None:
         if result.outcome is PushOutcome.QUEUED:
@@ -160,19 +210,24 @@ class BoefjeScheduler(Scheduler):
 
     # -- schedules ----------------------------------------------------------------------------
 
-    def ensure_schedule(self, plugin: Plugin, task: BoefjeTask, now: datetime) -> None:
-        """Give queued work a schedule for its next run, or move an existing schedule's deadline."""
-        deadline = next_deadline(plugin, now, self.settings.grace_period, self.settings.schedule_jitter_seconds)
-        existing = self.schedules.get_by_hash(task.hash)
-        if existing is not None:
-            existing.deadline_at = deadline
-            existing.enabled = True
-            existing.modified_at = now
-            self.schedules.save(existing)
+    def ensure_schedules(self, work: list[tuple[Plugin, BoefjeTask]], now: datetime) -> None:
+        """Give queued work a schedule for its next run, or move the deadline of the one it has."""
+        if not work:
             return
-        data = task.model_dump(mode="json", exclude={"id"}, exclude_none=True)
-        with contextlib.suppress(DuplicateSchedule):  # another worker scheduled the same work just now
-            self.schedules.new(task.organization, data, task.hash, cron=plugin.cron, deadline_at=deadline, now=now)
+        existing = self.schedules.get_many_by_hash([task.hash for _, task in work])
+        changed, new = [], []
+        for plugin, task in work:
+            deadline = next_deadline(plugin, now, self.settings.grace_period, self.settings.schedule_jitter_seconds)
+            schedule = existing.get(task.hash)
+            if schedule is not None:
+                schedule.deadline_at, schedule.enabled, schedule.modified_at = deadline, True, now
+                changed.append(schedule)
+            else:
+                data = task.model_dump(mode="json", exclude={"id"}, exclude_none=True)
+                new.append(self.schedules.build(task.organization, data, task.hash, cron=plugin.cron,
+                                                deadline_at=deadline, now=now))
+        self.schedules.save_many(changed)
+        self.schedules.save_many(new, new=True)  # one that another worker stored meanwhile is kept
 
     def run_due_schedules(self, limit: int) -> int:
         """Take up to `limit` due schedules in deadline order, re-check them, queue what may run, and
@@ -282,5 +337,9 @@ class BoefjeScheduler(Scheduler):
         result = self.queue.push(task, self.ranker.rank(RankingContext(now_ms=now, manual=True)))
         self._log_push(task, result)
         if result.outcome is PushOutcome.QUEUED and plugin.run_on is None:
-            self.ensure_schedule(plugin, task, from_ms(now))
+            self.ensure_schedules([(plugin, task)], from_ms(now))
         return result
+
+
+def end_ms(ended_at: str) -> int:
+    return int(datetime.fromisoformat(ended_at).timestamp() * 1000)

@@ -214,3 +214,32 @@ def test_a_slow_handler_keeps_the_connection_alive(
     assert set(recorder.keys) == published
     assert listener.connections == 1  # the broker never dropped us for missed heartbeats
     assert rabbit_publisher.message_count(rabbit_queue) == 0
+
+
+def test_batches_are_handled_together_and_a_bad_message_costs_only_itself(
+    rabbitmq_url: str, rabbit_queue: str, rabbit_publisher: TestPublisher
+) -> None:
+    published = publish_mutations(rabbit_publisher, rabbit_queue, range(500))
+    rabbit_publisher.publish(rabbit_queue, b"not json")
+    poison = mutation(7)["primary_key"]
+    batch_sizes: list[int] = []
+    singles = Recorder()
+
+    def handle_batch(messages: list[ScanProfileMutation]) -> None:
+        if any(m.primary_key == poison for m in messages):
+            raise RuntimeError("a poisoned batch")
+        batch_sizes.append(len(messages))
+
+    def handle_one(message: ScanProfileMutation) -> None:
+        if message.primary_key == poison:
+            raise RuntimeError("still poisoned")
+        singles(message)
+
+    listener = ScanProfileMutationListener(rabbitmq_url, handle_one, queue_name=rabbit_queue, max_redeliveries=1,
+                                           batch_handler=handle_batch, batch_size=50)
+    with running(listener):
+        wait_for(lambda: listener.handled == 499 and listener.dead_lettered == 2, what="499 handled, 2 dead")
+    assert max(batch_sizes) > 1 and max(batch_sizes) <= 50  # batches, bounded
+    assert sum(batch_sizes) + len(singles.keys) == 499
+    assert poison not in singles.keys and set(singles.keys) < published
+    assert rabbit_publisher.message_count(rabbit_queue) == 0

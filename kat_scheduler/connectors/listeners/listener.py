@@ -8,6 +8,9 @@ Policy, in the order a message meets it:
   thread of the listener, in delivery order. The I/O loop keeps heartbeats going however slow the
   handler is; the worker hands its verdicts back with `connection.add_callback_threadsafe`, coalesced
   so that one wake-up acknowledges a whole batch (consecutive acks become one `multiple=True` ack).
+- With a `batch_handler`, the worker takes what has arrived (up to `batch_size`) and hands the
+  well-formed messages over at once, so a burst costs one round of lookups instead of one per
+  message; if the batch handler raises, each message is tried alone with `handler`.
 - A message is acked only after the handler returned. A handler exception nacks it with requeue;
   once it has failed `max_redeliveries + 1` times (see `redeliveries` for how that is counted and
   its limits) it is published to `<queue>.dead` with the reason in its headers, then acked.
@@ -94,12 +97,16 @@ class Listener(Generic[M]):
         max_reconnect_backoff: float = 10.0,
         stop_timeout: float = 30.0,
         connection_name: str | None = None,
+        batch_handler: Callable[[list[M]], object] | None = None,
+        batch_size: int = 100,
     ) -> None:
         self.queue_uri = queue_uri
         self.queue_name = queue_name
         self.dead_queue = f"{queue_name}.dead"
         self.model = model
         self.handler = handler
+        self.batch_handler = batch_handler
+        self.batch_size = batch_size if batch_handler is not None else 1
         self.prefetch_count = prefetch_count
         self.max_redeliveries = max_redeliveries
         self.reconnect_backoff = reconnect_backoff
@@ -276,13 +283,46 @@ class Listener(Generic[M]):
     # -- the worker thread -----------------------------------------------------------------------
 
     def _work(self) -> None:
-        while True:
-            delivery = self._inbox.get()
-            if delivery is None:
-                return
-            if delivery.generation != self._handling_generation:
-                continue  # its connection is gone (or we are stopping): RabbitMQ redelivers it
-            self._post(self._judge(delivery))
+        stopping = False
+        while not stopping:
+            batch = [self._inbox.get()]
+            while batch[-1] is not None and len(batch) < self.batch_size:
+                try:
+                    batch.append(self._inbox.get_nowait())
+                except queue.Empty:
+                    break
+            if batch[-1] is None:
+                stopping = True
+            # Deliveries of a connection that is gone (or of a stopping listener) are RabbitMQ's again.
+            current = [d for d in batch if d is not None and d.generation == self._handling_generation]
+            if len(current) > 1:
+                outcomes = self._judge_batch(current)
+            else:
+                outcomes = [self._judge(delivery) for delivery in current]
+            for outcome in outcomes:
+                self._post(outcome)
+
+    def _judge_batch(self, deliveries: list[_Delivery]) -> list[_Outcome]:
+        """Hand the well-formed messages of a batch to the batch handler at once; if it fails, every
+        message gets its own try with the single handler, so one bad message costs only itself."""
+        assert self.batch_handler is not None
+        messages: dict[int, M] = {}
+        outcomes: dict[int, _Outcome] = {}
+        for position, delivery in enumerate(deliveries):
+            try:
+                messages[position] = decode(self.model, delivery.body)
+            except MalformedMessage as error:
+                outcomes[position] = self._malformed(delivery, error)
+        try:
+            self.batch_handler(list(messages.values()))
+        except Exception as error:
+            logger.warning("%s: a batch of %d failed (%r); handling its messages one by one",
+                           self.queue_name, len(messages), error)
+            outcomes.update({position: self._judge(deliveries[position]) for position in messages})
+        else:
+            for position in messages:
+                outcomes[position] = self._handled(deliveries[position], messages[position])
+        return [outcomes[position] for position in range(len(deliveries))]
 
     def _stop_worker(self) -> None:
         worker, self._worker = self._worker, None
@@ -300,13 +340,19 @@ class Listener(Generic[M]):
         try:
             message = decode(self.model, delivery.body)
         except MalformedMessage as error:
-            logger.error("%s: malformed message from organisation %s dead-lettered to %s: %s",
-                         self.queue_name, peek_organisation(delivery.body), self.dead_queue, error.reason)
-            return _Outcome(delivery, _Verdict.DEAD, f"malformed: {error.reason}")
+            return self._malformed(delivery, error)
         try:
             self.handler(message)
         except Exception as error:
             return self._failed(delivery, message, error)
+        return self._handled(delivery, message)
+
+    def _malformed(self, delivery: _Delivery, error: MalformedMessage) -> _Outcome:
+        logger.error("%s: malformed message from organisation %s dead-lettered to %s: %s",
+                     self.queue_name, peek_organisation(delivery.body), self.dead_queue, error.reason)
+        return _Outcome(delivery, _Verdict.DEAD, f"malformed: {error.reason}")
+
+    def _handled(self, delivery: _Delivery, message: M) -> _Outcome:
         if delivery.redelivered:
             self._failures.forget(message_key(delivery.properties.message_id, delivery.body))
         self.handled += 1

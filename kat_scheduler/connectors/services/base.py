@@ -61,6 +61,9 @@ class HTTPServiceClient:
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.session = requests.Session()
+        # OpenKAT's services are internal: no proxy or .netrc from the environment, whose lookup
+        # costs more than a whole request to a local service.
+        self.session.trust_env = False
         adapter = HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
