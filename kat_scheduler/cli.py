@@ -14,6 +14,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"kat-scheduler {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("demo", help="show the scheduler at work on its embedded defaults")
+    api = commands.add_parser("api", help="serve the HTTP API (docs/api.md) on SCHEDULER_API_HOST:PORT")
+    api.add_argument("--host", default=None, help="override SCHEDULER_API_HOST")
+    api.add_argument("--port", type=int, default=None, help="override SCHEDULER_API_PORT")
 
     push = commands.add_parser("push", help="queue a manual run: first in line, grace period skipped")
     kinds = push.add_subparsers(dest="kind", required=True)
@@ -61,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
             return run_tour()
         if args.command == "push":
             return push_manual(args)
+        if args.command == "api":
+            from kat_scheduler.server.serve import serve
+
+            return serve(args.host, args.port)
     except SettingsError as error:
         print(f"kat-scheduler: {error}", file=sys.stderr)
         return 2

@@ -1,0 +1,62 @@
+"""The API app: `create_app(context)` wires the routers, the token check, the limits and the error
+handling to one AppContext. `kat-scheduler api` serves it with uvicorn."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import Depends, FastAPI
+from fastapi.openapi.utils import get_openapi
+from prometheus_client import CollectorRegistry
+
+from kat_scheduler.context.context import AppContext
+from kat_scheduler.metrics import register
+from kat_scheduler.server import health, schedulers, schedules, tasks
+from kat_scheduler.server.auth import require_token
+from kat_scheduler.server.config import ApiSettings
+from kat_scheduler.server.deps import ApiState
+from kat_scheduler.server.errors import install_error_handlers
+from kat_scheduler.server.limits import BodySizeLimit
+from kat_scheduler.version import __version__
+
+logger = logging.getLogger(__name__)
+TITLE = "kat_scheduler"
+DESCRIPTION = "OpenKAT's scheduler API (kat-contracts.md §7): queues, tasks, schedules. See docs/api.md."
+
+
+def create_app(context: AppContext, settings: ApiSettings | None = None) -> FastAPI:
+    """The API on `context`; `settings` default to the environment (SCHEDULER_API_*)."""
+    settings = settings or ApiSettings()
+    app = FastAPI(title=TITLE, version=__version__, description=DESCRIPTION)
+    app.state.api = ApiState(context=context, settings=settings)
+    app.state.metrics_registry = CollectorRegistry(auto_describe=False)
+    register(context, app.state.metrics_registry)
+    protected = [Depends(require_token)]
+    app.include_router(health.router)
+    app.include_router(schedulers.router, dependencies=protected)
+    app.include_router(tasks.router, dependencies=protected)
+    app.include_router(schedules.router, dependencies=protected)
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.openapi = lambda: openapi_document(app)  # type: ignore[method-assign]
+    if settings.token is None:
+        logger.warning("SCHEDULER_API_TOKEN is not set: the scheduler API is open to anyone who can reach it")
+    else:
+        logger.info("the scheduler API requires a bearer token (SCHEDULER_API_TOKEN)")
+    return app
+
+
+def openapi_document(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document with our error convention: a failed validation is a 400, not FastAPI's 422."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    for path_item in document.get("paths", {}).values():
+        for operation in path_item.values():
+            operation.get("responses", {}).pop("422", None)
+    schemas = document.get("components", {}).get("schemas", {})
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
+    app.openapi_schema = document
+    return document

@@ -1,0 +1,45 @@
+"""What route handlers get from the app: the AppContext and the API's own settings and state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from kat_scheduler.context.context import KINDS, AppContext
+from kat_scheduler.queues import PriorityQueue
+from kat_scheduler.repositories import ScheduleRepository
+from kat_scheduler.server.config import ApiSettings
+from kat_scheduler.server.errors import ApiError
+
+
+@dataclass
+class ApiState:
+    """Everything the routes share, kept on app.state.api."""
+
+    context: AppContext
+    settings: ApiSettings
+    last_reap: dict[str, float] = field(default_factory=dict)  # kind -> monotonic time of the last reap
+
+
+async def get_state(request: Request) -> ApiState:
+    """Async so that FastAPI runs it on the event loop, not in a worker thread of its own."""
+    state: ApiState = request.app.state.api
+    return state
+
+
+State = Annotated[ApiState, Depends(get_state)]
+
+
+def queue_of(state: ApiState, scheduler_id: str) -> PriorityQueue:
+    """The queue of a scheduler id ("boefje" or "normalizer"); 404 for any other."""
+    if scheduler_id not in KINDS or scheduler_id not in state.context.queues:
+        raise ApiError(404, f"no scheduler {scheduler_id!r}; the schedulers are {', '.join(KINDS)}")
+    return state.context.queues[scheduler_id]
+
+
+def schedules_of(state: ApiState, scheduler_id: str) -> ScheduleRepository:
+    if scheduler_id not in KINDS or scheduler_id not in state.context.schedules:
+        raise ApiError(404, f"no scheduler {scheduler_id!r}; the schedulers are {', '.join(KINDS)}")
+    return state.context.schedules[scheduler_id]

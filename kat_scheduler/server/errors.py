@@ -1,0 +1,101 @@
+"""Every refusal the API gives: a status code, a reason a person can act on, and a JSON body
+`{"detail": reason, ...}`. Bad input is a 4xx, never a 500; Redis being away is a 503."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from kat_scheduler.queues import InvalidItem, QueueUnavailable
+
+logger = logging.getLogger(__name__)
+
+
+class ErrorBody(BaseModel):
+    """What every 4xx and 5xx answer carries."""
+
+    detail: str
+    field: str | None = None
+
+
+class ApiError(Exception):
+    """Raised by route handlers; turned into a JSON answer with `status` and `reason`."""
+
+    def __init__(self, status: int, reason: str, *, field: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.field = field
+        self.headers = headers or {}
+
+
+def error_response(status: int, reason: str, *, field: str | None = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"detail": reason}
+    if field is not None:
+        body["field"] = field
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def describe_validation(error: RequestValidationError) -> tuple[str, str | None]:
+    """The first problem of a validation error as (reason, field), without echoing the input."""
+    problems = error.errors()
+    if not problems:
+        return "malformed request", None
+    first = problems[0]
+    location = [str(part) for part in first.get("loc", ())]
+    field = ".".join(location[1:]) if len(location) > 1 else (location[0] if location else None)
+    reason = f"{field}: {first.get('msg', 'invalid')}" if field else str(first.get("msg", "invalid"))
+    if len(problems) > 1:
+        reason += f" (and {len(problems) - 1} more problem(s))"
+    return reason, field
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def on_api_error(request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, ApiError)
+        return error_response(error.status, error.reason, field=error.field, headers=error.headers)
+
+    async def on_validation(request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, RequestValidationError)
+        reason, field = describe_validation(error)
+        return error_response(400, reason, field=field)
+
+    async def on_invalid_item(request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, InvalidItem)
+        return error_response(400, f"data.{error.field}: {error.reason}", field=f"data.{error.field}")
+
+    async def on_unavailable(request: Request, error: Exception) -> JSONResponse:
+        logger.error("%s %s: %s", request.method, request.url.path, error)
+        return error_response(503, "the scheduler's Redis is unreachable; try again later",
+                              headers={"Retry-After": "5"})
+
+    app.add_exception_handler(ApiError, on_api_error)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(InvalidItem, on_invalid_item)
+    for unavailable in (QueueUnavailable, redis.ConnectionError, redis.TimeoutError):
+        app.add_exception_handler(unavailable, on_unavailable)
+
+
+_DESCRIPTIONS = {
+    400: "malformed request: the reason names the field",
+    401: "a bearer token is needed (SCHEDULER_API_TOKEN)",
+    404: "not found",
+    409: "conflicts with the current state",
+    413: "request body too large",
+    429: "the queue is full",
+    503: "Redis is unreachable",
+}
+
+
+def documented(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for the error codes a route can answer (400, 401, 413 and 503 always)."""
+    every = sorted({400, 401, 413, 503, *codes})
+    return {code: {"model": ErrorBody, "description": _DESCRIPTIONS.get(code, "error")} for code in every}

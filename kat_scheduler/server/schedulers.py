@@ -1,0 +1,140 @@
+"""/schedulers: the two queues ("boefje", "normalizer") as OpenKAT's schedulers, and pushing to and
+popping from them."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from datetime import UTC, datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Body, Query
+
+from kat_scheduler.context.context import KINDS
+from kat_scheduler.models import Task
+from kat_scheduler.queues import PriorityQueue, PushOutcome
+from kat_scheduler.repositories.task_records import TaskRecord
+from kat_scheduler.server import filters
+from kat_scheduler.server.config import MAX_PAGE_SIZE
+from kat_scheduler.server.deps import ApiState, State, queue_of
+from kat_scheduler.server.errors import ApiError, documented
+from kat_scheduler.server.oci_images import plugins_by_image
+from kat_scheduler.server.priority import score_for
+from kat_scheduler.server.schemas import PopResponse, PushRequest, SchedulerOut
+
+logger = logging.getLogger(__name__)
+router = APIRouter(tags=["schedulers"])
+FULL_RETRY_AFTER_SECONDS = 10
+
+
+def describe(queue: PriorityQueue) -> SchedulerOut:
+    newest = queue.client.zrevrange(f"{queue.base}:history", 0, 0, withscores=True)
+    last = datetime.fromtimestamp(newest[0][1] / 1000, tz=UTC) if newest else None
+    return SchedulerOut(id=queue.kind, type=queue.kind, item_type=queue.payload_model.__name__,
+                        qsize=queue.size(), last_activity=last)
+
+
+@router.get("/schedulers", response_model=list[SchedulerOut], responses=documented())
+def list_schedulers(state: State) -> list[SchedulerOut]:
+    return [describe(state.context.queues[kind]) for kind in KINDS]
+
+
+@router.get("/schedulers/{scheduler_id}", response_model=SchedulerOut, responses=documented(404))
+def get_scheduler(scheduler_id: str, state: State) -> SchedulerOut:
+    return describe(queue_of(state, scheduler_id))
+
+
+@router.post("/schedulers/{scheduler_id}/push", status_code=201, response_model=Task,
+             responses=documented(404, 409, 429))
+def push(scheduler_id: str, body: PushRequest, state: State) -> Task:
+    """Queue one task. 409 (with Retry-After) when its work identity is queued, dispatched or running."""
+    queue = queue_of(state, scheduler_id)
+    payload = queue.validate(_payload_data(body))
+    if payload.organization != body.organisation:
+        raise ApiError(400, f"organisation {body.organisation!r} differs from the payload's organization "
+                       f"{payload.organization!r}", field="organisation")
+    score = score_for(queue, body.priority, payload.hash, state.context.clock_ms(),
+                      state.context.settings.grace_period)
+    result = queue.push(payload, score)
+    if result.outcome is PushOutcome.QUEUED:
+        record = queue.records.get(payload.id)
+        if record is None:  # finished and expired between the push and this read: vanishingly rare
+            raise ApiError(409, f"task {payload.id} was queued but is gone already")
+        logger.info("task %s of organisation %s pushed to %s (priority %s, score %d)",
+                    payload.id, payload.organization, queue.kind, body.priority, score)
+        return record.to_task()
+    if result.outcome is PushOutcome.FULL:
+        raise ApiError(429, f"the {queue.kind} queue is full ({queue.maxsize} tasks)",
+                       headers={"Retry-After": str(FULL_RETRY_AFTER_SECONDS)})
+    if result.outcome is PushOutcome.ID_TAKEN:
+        raise ApiError(409, f"task id {payload.id} is taken", field="id")
+    logger.info("task %s of organisation %s refused: its work is %s as task %s",
+                payload.id, payload.organization, result.holder_status, result.task_id)
+    raise ApiError(409, f"this work is {result.holder_status} already as task {result.task_id}",
+                   headers={"Retry-After": str(math.ceil(queue.lease_ms / 1000))})
+
+
+def _payload_data(body: PushRequest) -> dict[str, Any]:
+    """body.data with the task id settled: body.id and data.id must agree; either may be left out."""
+    data = dict(body.data)
+    given = data.get("id")
+    if given is not None:
+        try:
+            data_id = UUID(str(given))
+        except ValueError:
+            raise ApiError(400, "data.id: must be a UUID", field="data.id") from None
+        if body.id is not None and body.id != data_id:
+            raise ApiError(400, "id and data.id differ; a runner relies on them being equal", field="id")
+        data["id"] = str(given)
+    elif body.id is not None:
+        data["id"] = str(body.id)
+    return data
+
+
+@router.post("/schedulers/{scheduler_id}/pop", response_model=PopResponse, responses=documented(404))
+def pop(
+    scheduler_id: str,
+    state: State,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 1,
+    body: Annotated[filters.FilterRequest | None, Body()] = None,
+) -> PopResponse:
+    """Take up to `limit` tasks in serving order, each dispatched under a lease. The runner then PATCHes
+    /tasks/{id} to running and completed or failed; a task whose lease runs out returns to the queue."""
+    queue = queue_of(state, scheduler_id)
+    constraints = filters.plugin_constraints(filters.parse(body))
+    reap_if_due(state, queue)
+    plugin_ids: list[str] | None = None
+    if not constraints.empty:
+        images = constraints.images
+        plugin_ids = sorted(constraints.plugin_ids(plugins_by_image(queue, images) if images else {}))
+        if not plugin_ids:
+            return PopResponse(results=[])
+    claimed = queue.claim(limit, plugin_ids)
+    for record in claimed:
+        _log_popped(record)
+    return PopResponse(results=[record.to_task() for record in claimed])
+
+
+def _log_popped(record: TaskRecord) -> None:
+    logger.info("task %s of organisation %s popped from %s (attempt %d)",
+                record.id, record.organisation, record.kind, record.attempts)
+
+
+def reap_if_due(state: ApiState, queue: PriorityQueue) -> None:
+    """Return expired leases to the queue before a pop, at most once per reap interval per queue.
+
+    The beat reaps too; doing it here as well means pull runners get expired work back even when no
+    beat runs."""
+    now = time.monotonic()
+    if now - state.last_reap.get(queue.kind, -math.inf) < state.settings.reap_interval_seconds:
+        return
+    state.last_reap[queue.kind] = now
+    result = queue.reap()
+    for record in queue.records.get_many(result.requeued):
+        logger.info("task %s of organisation %s: lease expired, back in the %s queue",
+                    record.id, record.organisation, queue.kind)
+    for record in queue.records.get_many(result.dead_lettered):
+        logger.warning("task %s of organisation %s: lease expired %d times, dead-lettered",
+                       record.id, record.organisation, record.attempts)

@@ -1,0 +1,103 @@
+"""Request and response bodies of the API (kat-contracts.md §7). Tasks and schedules are answered with
+the project's own models (kat_scheduler.models.Task, Schedule)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from kat_scheduler.models import Schedule, Task, TaskStatus
+
+NAME_LENGTH = 200  # organisation and scheduler ids
+CRON_LENGTH = 200
+
+
+def _as_utc(moment: datetime) -> datetime:
+    """Naive times are UTC; aware ones are converted, refusing those that leave datetime's range."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("the time is out of range in UTC") from None
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
+
+
+class PushRequest(BaseModel):
+    """A task to queue: `data` is the payload (BoefjeTask or NormalizerTask of contracts §5)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    organisation: str = Field(min_length=1, max_length=NAME_LENGTH)
+    priority: int | None = Field(None, description="lower first; 1 (or less) is a manual run, see docs/api.md")
+    data: dict[str, Any]
+    id: UUID | None = Field(None, description="the task id; must equal data.id when both are given")
+
+
+class TaskPatch(BaseModel):
+    """A status change: running, completed, failed (a runner's progress), cancelled, or queued (give it back)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: TaskStatus
+
+
+class PopResponse(BaseModel):
+    results: list[Task]
+
+
+class TaskPage(BaseModel):
+    count: int
+    next: str | None
+    previous: str | None
+    results: list[Task]
+
+
+class SchedulerOut(BaseModel):
+    id: str
+    type: str
+    item_type: str
+    qsize: int
+    last_activity: datetime | None = Field(None, description="when the newest task of this scheduler was created")
+
+
+class ScheduleCreate(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    scheduler_id: str = Field(max_length=NAME_LENGTH)
+    organisation: str = Field(min_length=1, max_length=NAME_LENGTH)
+    data: dict[str, Any]
+    schedule: str | None = Field(None, max_length=CRON_LENGTH, description="a cron expression")
+    deadline_at: UtcDatetime | None = None
+    enabled: bool = True
+
+
+class SchedulePatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool | None = None
+    schedule: str | None = Field(None, max_length=CRON_LENGTH)
+    deadline_at: UtcDatetime | None = None
+    data: dict[str, Any] | None = None
+
+
+class SchedulePage(BaseModel):
+    count: int
+    next: str | None
+    previous: str | None
+    results: list[Schedule]
+
+
+class Health(BaseModel):
+    service: str
+    healthy: bool
+    version: str
+    externals: dict[str, bool]
+
+
+HourStats = dict[str, int]

@@ -1,0 +1,132 @@
+"""/tasks: the task records, and the status changes a pull runner reports.
+
+A PATCH does what a Celery task event does for a Celery runner: running -> queue.mark_running (and a
+fresh lease), completed / failed -> queue.ack. Cancelling takes a queued task off its queue; setting a
+popped task back to queued releases it to its place in the queue.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+
+from kat_scheduler.context.context import KINDS
+from kat_scheduler.models import Task, TaskStatus
+from kat_scheduler.queues import PriorityQueue
+from kat_scheduler.repositories.task_records import TaskRecord
+from kat_scheduler.server import task_index
+from kat_scheduler.server.config import MAX_PAGE_SIZE
+from kat_scheduler.server.deps import State
+from kat_scheduler.server.errors import ApiError, documented
+from kat_scheduler.server.pages import page_links
+from kat_scheduler.server.schemas import HourStats, TaskPage, TaskPatch, UtcDatetime
+
+logger = logging.getLogger(__name__)
+router = APIRouter(tags=["tasks"])
+MAX_OFFSET = 1_000_000
+
+
+@router.get("/tasks", response_model=TaskPage, responses=documented(404))
+def list_tasks(
+    request: Request,
+    state: State,
+    scheduler_id: Annotated[str | None, Query(max_length=200)] = None,
+    task_type: Annotated[str | None, Query(max_length=200, description="boefje or normalizer")] = None,
+    organisation: Annotated[str | None, Query(max_length=200)] = None,
+    status: TaskStatus | None = None,
+    min_created_at: UtcDatetime | None = None,
+    max_created_at: UtcDatetime | None = None,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 100,
+) -> TaskPage:
+    """Tasks newest first. Filtering by organisation or status reads at most 20,000 records per
+    scheduler, newest first (docs/api.md)."""
+    if min_created_at and max_created_at and min_created_at > max_created_at:
+        raise ApiError(400, "min_created_at is after max_created_at", field="min_created_at")
+    kinds = _kinds(state, scheduler_id, task_type)
+    query = task_index.TaskQuery(
+        kinds, organisation=organisation, status=status,
+        min_ms=None if min_created_at is None else int(min_created_at.timestamp() * 1000),
+        max_ms=None if max_created_at is None else int(max_created_at.timestamp() * 1000),
+        offset=offset, limit=limit,
+    )
+    count, records = task_index.list_tasks(state.context, query)
+    previous, following = page_links(request, offset, limit, count)
+    return TaskPage(count=count, next=following, previous=previous, results=[r.to_task() for r in records])
+
+
+def _kinds(state: State, scheduler_id: str | None, task_type: str | None) -> list[str]:
+    kinds = list(KINDS)
+    for value, name in ((scheduler_id, "scheduler_id"), (task_type, "task_type")):
+        if value is not None:
+            if value not in KINDS:
+                raise ApiError(400, f"{name}: {value!r} is not one of {', '.join(KINDS)}", field=name)
+            kinds = [kind for kind in kinds if kind == value]
+    return kinds
+
+
+@router.get("/tasks/stats", response_model=dict[str, HourStats], responses=documented())
+def task_stats(
+    state: State,
+    scheduler_id: Annotated[str | None, Query(max_length=200)] = None,
+    organisation_id: Annotated[str | None, Query(max_length=200)] = None,
+) -> dict[str, HourStats]:
+    """Per hour of creation over the last 24 hours (the current hour included): tasks by status."""
+    return task_index.stats(state.context, _kinds(state, scheduler_id, None), organisation_id)
+
+
+@router.get("/tasks/{task_id}", response_model=Task, responses=documented(404))
+def get_task(task_id: str, state: State) -> Task:
+    return _find(state, task_id)[1].to_task()
+
+
+@router.patch("/tasks/{task_id}", response_model=Task, responses=documented(404, 409))
+def patch_task(task_id: str, patch: TaskPatch, state: State) -> Task:
+    """Move a task on: running, completed, failed (a popped task), cancelled (a queued one), queued
+    (give a popped task back). Patching to the status a task has already is a no-op (retries are safe)."""
+    queue, record = _find(state, task_id)
+    wanted = patch.status
+    if record.status is wanted and wanted is not TaskStatus.RUNNING:
+        return record.to_task()
+    reply = _apply(queue, record, wanted)
+    if reply in ("ok", "cancelled"):
+        logger.info("task %s of organisation %s: %s -> %s", record.id, record.organisation, record.status.value,
+                    wanted.value)
+        return _find(state, task_id)[1].to_task()
+    if reply == "unknown":
+        raise ApiError(404, f"task {task_id} is gone")
+    raise ApiError(409, f"task {task_id} is {reply}; it cannot become {wanted.value}" + _hint(reply, wanted))
+
+
+def _apply(queue: PriorityQueue, record: TaskRecord, wanted: TaskStatus) -> str:
+    """The queue operation for a status change; its reply: "ok", "cancelled", or the blocking status."""
+    match wanted:
+        case TaskStatus.RUNNING:
+            reply = queue.mark_running(record.id)
+            return queue.renew(record.id) if reply == "ok" else reply
+        case TaskStatus.COMPLETED | TaskStatus.FAILED:
+            return queue.ack(record.id, failed=wanted is TaskStatus.FAILED)
+        case TaskStatus.CANCELLED:
+            return queue.cancel(record.id)[0]
+        case TaskStatus.QUEUED:
+            return queue.release(record.id)
+    raise ApiError(400, f"status {wanted.value!r} cannot be set through the API; use running, completed, "
+                   "failed, cancelled or queued", field="status")
+
+
+def _hint(current: str, wanted: TaskStatus) -> str:
+    if current == TaskStatus.QUEUED and wanted is not TaskStatus.CANCELLED:
+        return " (pop it first)"
+    if wanted is TaskStatus.CANCELLED:
+        return " (only queued tasks can be cancelled)"
+    return ""
+
+
+def _find(state: State, task_id: str) -> tuple[PriorityQueue, TaskRecord]:
+    found = task_index.find(state.context, task_id)
+    if found is None:
+        raise ApiError(404, f"no task {task_id}")
+    return found
+
