@@ -71,7 +71,8 @@ class BoefjeScheduler(Scheduler):
         self.schedules = self.context.schedules[self.kind]
         self.records = self.queue.records
         self.catalogue = BoefjeCatalogueRepository(self.context.redis, self.settings.key_prefix)
-        self._bytes_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="bytes-lookup")
+        # Lookups in Bytes and Octopoes, several at a time: a batch waits for the slowest, not for the sum.
+        self._lookups = ThreadPoolExecutor(max_workers=8, thread_name_prefix="lookups")
 
     # -- scan profile mutations ------------------------------------------------------------------
 
@@ -192,7 +193,7 @@ class BoefjeScheduler(Scheduler):
             return self.context.bytes.get_last_runs(organisation, ooi, boefje_ids)
 
         # One request per object, several at a time: a batch of new objects waits for Bytes once.
-        for (_, indexes), runs in zip(unknown.items(), self._bytes_pool.map(ask_bytes, unknown.items()),
+        for (_, indexes), runs in zip(unknown.items(), self._lookups.map(ask_bytes, unknown.items()),
                                       strict=True):
             for index in indexes:
                 meta = runs.get(tasks[index].boefje.id)
@@ -231,39 +232,62 @@ class BoefjeScheduler(Scheduler):
 
     def run_due_schedules(self, limit: int) -> int:
         """Take up to `limit` due schedules in deadline order, re-check them, queue what may run, and
-        move every deadline forward, also for skipped work. Returns how many were handled."""
+        move every deadline forward, also for skipped work. Returns how many were handled.
+
+        The objects are looked up several at a time and the work is queued per organisation in one
+        push, so a batch costs a few round trips plus one Octopoes request per object."""
         now_ms = self.now_ms()
         due = self.schedules.due(now_ms, limit)
+        tasks = {s.id: BoefjeTask.model_validate({**s.data, "id": new_task_id()}) for s in due}
+        objects = dict(zip(
+            ((s.organisation, tasks[s.id].input_ooi or "") for s in due),
+            self._lookups.map(self._object_or_error, ((s.organisation, tasks[s.id].input_ooi or "") for s in due)),
+            strict=True))
+        runnable: dict[str, list[tuple[Plugin, str]]] = {}
         for schedule in due:
-            self._run_schedule(schedule, now_ms)
+            task = tasks[schedule.id]
+            plugin = self._run_schedule(schedule, task, objects[(schedule.organisation, task.input_ooi or "")], now_ms)
+            if plugin is not None:
+                runnable.setdefault(task.organization, []).append((plugin, task.input_ooi or ""))
+        for organisation, pairs in runnable.items():
+            self.push_eligible(organisation, pairs, schedule_next=False)
         self.schedules.save_many(due)
         return len(due)
 
-    def _run_schedule(self, schedule: Schedule, now_ms: int) -> None:
+    def _object_or_error(self, key: tuple[str, str]) -> OOI | Exception | None:
+        try:
+            return self.context.octopoes.get_object(*key)
+        except ServiceError as error:
+            return error
+
+    def _run_schedule(self, schedule: Schedule, task: BoefjeTask, ooi: OOI | Exception | None,
+                      now_ms: int) -> Plugin | None:
+        """Re-check one due schedule and move its deadline; returns the plugin when its work may run."""
         now = from_ms(now_ms)
         schedule.modified_at = now
         try:
-            task = BoefjeTask.model_validate({**schedule.data, "id": new_task_id()})
-            problem, plugin = self._recheck(schedule.organisation, task)
+            if isinstance(ooi, Exception):
+                raise ooi
+            problem, plugin = self._recheck(schedule.organisation, task, ooi)
         except TRANSIENT_ERRORS as error:
             schedule.deadline_at = from_ms(now_ms + 300_000)  # try again in five minutes
             logger.warning("schedule %s organisation %s: postponed, %s", schedule.id, schedule.organisation, error)
-            return
-        except (ServiceError, ValueError) as error:
+            return None
+        except ServiceError as error:
             problem, plugin = f"cannot be checked: {error}", None
         if problem or plugin is None:
             schedule.enabled = False
             schedule.deadline_at = from_ms(now_ms + self.settings.grace_period * 1000)
             logger.info("schedule %s organisation %s: disabled, %s", schedule.id, schedule.organisation, problem)
-            return
+            return None
         if schedule.schedule and valid_cron(schedule.schedule):
             schedule.deadline_at = next_cron(schedule.schedule, now)
         else:
             schedule.deadline_at = next_deadline(plugin, now, self.settings.grace_period,
                                                  self.settings.schedule_jitter_seconds)
-        self.push_eligible(task.organization, [(plugin, task.input_ooi or "")], schedule_next=False)
+        return plugin
 
-    def _recheck(self, organisation: str, task: BoefjeTask) -> tuple[str | None, Plugin | None]:
+    def _recheck(self, organisation: str, task: BoefjeTask, ooi: OOI | None) -> tuple[str | None, Plugin | None]:
         """Why a schedule's work may no longer run (None when it may), and its plugin."""
         primary_key = task.input_ooi or ""
         plugins = self.context.katalogus.get_boefjes_by_ooi_type(organisation, ooi_type_of(primary_key))
@@ -272,7 +296,6 @@ class BoefjeScheduler(Scheduler):
             return f"boefje {task.boefje.id} is gone or no longer consumes {ooi_type_of(primary_key)}", None
         if plugin.run_on is not None:
             return f"boefje {plugin.id} runs only on {plugin.run_on} events", None
-        ooi = self.context.octopoes.get_object(organisation, primary_key)
         if ooi is None:
             return f"object {primary_key} is gone", None
         if not permits(plugin, ooi):
