@@ -29,6 +29,7 @@ def create_app() -> Celery:
 # Worker bootsteps of `celery -A kat_scheduler worker`: import path, one per line.
 WORKER_STEPS: list[str] = [
     "kat_scheduler.listening:ListenersStep",
+    "kat_scheduler.dispatcher:DispatchStep",
 ]
 
 

@@ -210,6 +210,14 @@ class PriorityQueue:
         reply = self._call("claim", count, self.lease_ms, self.filtered_claim_scan, *(plugin_ids or ()))
         return [TaskRecord.parse(self.kind, reply[n], reply[n + 1]) for n in range(0, len(reply), 2)]
 
+    def dispatch(self, count: int, slots: int) -> list[TaskRecord]:
+        """Claim for the dispatcher: at most `count` tasks and no more than `slots` minus the slots in use,
+        each leased and held in a slot until it is acked, released or reaped (docs/dispatch.md)."""
+        if count <= 0 or slots <= 0:
+            return []
+        reply = self._call("dispatch", count, self.lease_ms, slots)
+        return [TaskRecord.parse(self.kind, reply[n], reply[n + 1]) for n in range(0, len(reply), 2)]
+
     def claim_one(self) -> TaskRecord | None:
         claimed = self.claim(1)
         return claimed[0] if claimed else None
@@ -276,6 +284,22 @@ class PriorityQueue:
     def in_flight(self) -> int:
         """Claimed tasks whose lease is still held."""
         return int(self.client.zcard(f"{self.base}:leases"))
+
+    def slots_in_use(self) -> int:
+        """Tasks the dispatcher forwarded that have not ended."""
+        return int(self.client.scard(f"{self.base}:slots"))
+
+    def slot_holders(self) -> set[str]:
+        """The ids of the tasks in the dispatcher's slots."""
+        return set(self.client.smembers(f"{self.base}:slots"))
+
+    def in_slot(self, task_id: str) -> bool:
+        return bool(self.client.sismember(f"{self.base}:slots", task_id))
+
+    @property
+    def wake_channel(self) -> str:
+        """The pub/sub channel the script publishes on when work appears or a slot frees."""
+        return f"{self.base}:wake"
 
     def dead_count(self) -> int:
         return int(self.client.zcard(f"{self.base}:dead"))

@@ -19,6 +19,11 @@
 --   P:history         zset    task id -> created (ms), for listing records
 --   P:lastrun         hash    work identity -> end of its last finished run (ms)
 --   P:turn            string  counter of the organisations' turns
+--   P:slots           set     ids of the tasks the dispatcher forwarded to Celery runners and that have
+--                             not ended: the runner slots in use (see docs/dispatch.md)
+--
+-- Whenever dispatchable work appears (a push, a release, a reap) or a slot frees, the script publishes
+-- on the channel P:wake, so that idle dispatchers wake without polling.
 --
 -- Each operation checks everything first and writes after, so a refusal leaves nothing half-written.
 -- The record is one string rather than a hash: a hash holding the payload outgrows Redis' compact
@@ -83,6 +88,13 @@ local function place_org(org, served)
     end
     turn = turn or redis.call("INCR", P .. ":turn")
     redis.call("ZADD", P .. ":orgs", band * BAND + turn, org)
+end
+
+local function wake(reason) redis.call("PUBLISH", P .. ":wake", reason) end
+
+-- A claimed task leaves the dispatcher's slots (if it held one); a freed slot wakes the dispatchers.
+local function free_slot(id)
+    if redis.call("SREM", P .. ":slots", id) == 1 then wake("slot") end
 end
 
 local function count_queued(org, change)
@@ -205,7 +217,10 @@ local function push()
         end
     end
     flush_org_adds(by_org)
-    if added > 0 then zadd_all(P .. ":history", history) end
+    if added > 0 then
+        zadd_all(P .. ":history", history)
+        wake("push")
+    end
     return replies
 end
 
@@ -233,16 +248,9 @@ local function next_candidate(filter, scan_limit)
     return nil
 end
 
--- claim: ARGV[3] how many, ARGV[4] lease in ms, ARGV[5] scan limit for filtered claims, ARGV[6..]
--- plugin ids to limit the claim to (none: any plugin). Replies {id, record, id, record, ...}.
-local function claim()
-    local wanted, lease = tonumber(ARGV[3]), tonumber(ARGV[4])
-    local scan_limit = tonumber(ARGV[5])
-    local filter = nil
-    if #ARGV > 5 then
-        filter = {}
-        for i = 6, #ARGV do filter[ARGV[i]] = true end
-    end
+-- Take up to `wanted` tasks in serving order: each is dispatched, leased and (for the dispatcher) in a
+-- slot. Replies {id, record, id, record, ...}.
+local function take(wanted, lease, filter, scan_limit, in_slot)
     local claimed = {}
     while #claimed < 2 * wanted do
         local member = next_candidate(filter, scan_limit)
@@ -253,10 +261,35 @@ local function claim()
         r[ATTEMPTS] = tonumber(r[ATTEMPTS]) + 1
         set_status(id, r, "dispatched")
         redis.call("ZADD", P .. ":leases", now + lease, id)
+        if in_slot then redis.call("SADD", P .. ":slots", id) end
         claimed[#claimed + 1] = id
         claimed[#claimed + 1] = table.concat(r, SEP)
     end
     return claimed
+end
+
+-- claim: ARGV[3] how many, ARGV[4] lease in ms, ARGV[5] scan limit for filtered claims, ARGV[6..]
+-- plugin ids to limit the claim to (none: any plugin). Replies {id, record, id, record, ...}.
+local function claim()
+    local wanted, lease = tonumber(ARGV[3]), tonumber(ARGV[4])
+    local scan_limit = tonumber(ARGV[5])
+    local filter = nil
+    if #ARGV > 5 then
+        filter = {}
+        for i = 6, #ARGV do filter[ARGV[i]] = true end
+    end
+    return take(wanted, lease, filter, scan_limit, false)
+end
+
+-- dispatch: ARGV[3] how many, ARGV[4] lease in ms, ARGV[5] runner slots. A claim for the dispatcher:
+-- it takes no more than the slots left free (slots minus P:slots) and puts what it takes in P:slots,
+-- so any number of dispatchers together never exceed the slots. Replies as claim.
+local function dispatch()
+    local wanted, lease, slots = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+    local free = slots - redis.call("SCARD", P .. ":slots")
+    if free < wanted then wanted = free end
+    if wanted <= 0 then return {} end
+    return take(wanted, lease, nil, 0, true)
 end
 
 -- Checks shared by the operations on a claimed task: it exists, is dispatched or running, and
@@ -274,11 +307,14 @@ local function requeue(id, r)
     redis.call("ZREM", P .. ":leases", id)
     set_status(id, r, "queued")
     enqueue(id, r)
+    redis.call("SREM", P .. ":slots", id)
+    wake("requeue")
 end
 
 -- End a task: final status, identity free, record kept for the retention period.
 local function finish(id, r, status, retention_ms)
     redis.call("ZREM", P .. ":leases", id)
+    free_slot(id)
     set_status(id, r, status)
     release_identity(id, r)
     redis.call("PEXPIRE", record_key(id), retention_ms)
@@ -330,8 +366,10 @@ local function reap()
         local r = read_record(id)
         if not r then
             redis.call("ZREM", P .. ":leases", id)
+            free_slot(id)
         elseif tonumber(r[ATTEMPTS]) >= max_attempts then
             redis.call("ZREM", P .. ":leases", id)
+            free_slot(id)
             r[REASON] = "lease expired " .. r[ATTEMPTS] .. " times"
             set_status(id, r, "failed")
             release_identity(id, r)
@@ -389,6 +427,7 @@ local function requeue_dead()
     r[REASON] = ""
     set_status(id, r, "queued")
     enqueue(id, r)
+    wake("requeue")
     return "queued"
 end
 
@@ -400,7 +439,7 @@ local function drop_dead()
 end
 
 local operations = {
-    push = push, claim = claim, ack = ack, running = running, release = release, renew = renew,
+    push = push, claim = claim, dispatch = dispatch, ack = ack, running = running, release = release, renew = renew,
     reap = reap, cancel = cancel, cancel_ooi = cancel_ooi, requeue_dead = requeue_dead,
     drop_dead = drop_dead,
 }

@@ -1,0 +1,90 @@
+"""The reference runner: a Celery app with OpenKAT's two runner tasks, doing what a handler says.
+
+    celery -A kat_scheduler.runner worker -Q boefjes,normalizers -E
+
+Its defaults keep the dispatcher's priority honest: a worker takes one message per free process
+(prefetch multiplier 1) and acknowledges it only when done (acks late), so a message is never held
+behind work the runner has not started, and a runner that dies hands its messages back to the
+broker (reject on worker lost).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from celery import Celery, Task
+
+from kat_scheduler.config import Settings, load_settings
+
+logger = logging.getLogger(__name__)
+
+# A handler runs one task: (kind, payload) -> None. Raising fails the task.
+Handler = Callable[[str, dict[str, Any]], None]
+
+RUNNER_DEFAULTS: dict[str, Any] = {
+    "task_serializer": "json",
+    "result_serializer": "json",
+    "accept_content": ["json"],
+    "task_ignore_result": True,
+    "worker_prefetch_multiplier": 1,
+    "task_acks_late": True,
+    "task_reject_on_worker_lost": True,
+    "worker_send_task_events": True,
+    "task_send_sent_event": True,
+    "broker_connection_retry_on_startup": True,
+    "timezone": "UTC",
+    "enable_utc": True,
+}
+
+
+def load_handler(path: str) -> Handler:
+    """"package.module:name" -> the handler it names."""
+    module_name, _, name = path.partition(":")
+    if not module_name or not name:
+        raise ValueError(f"SCHEDULER_RUNNER_HANDLER must look like 'package.module:name', not {path!r}")
+    handler: Handler = getattr(importlib.import_module(module_name), name)
+    return handler
+
+
+def register_runner_tasks(app: Celery, settings: Settings, handler: Handler | None = None) -> None:
+    """Add the two tasks under the settings' names; without `handler`, SCHEDULER_RUNNER_HANDLER's is
+    loaded at the first task, in the worker."""
+    chosen: list[Handler] = [handler] if handler is not None else []
+
+    def run(kind: str, payload: dict[str, Any], task: Task) -> None:
+        if not chosen:
+            chosen.append(load_handler(settings.runner_handler))
+        organisation = _organisation(kind, payload)
+        logger.info("task %s (%s, organisation %s) starting on %s", task.request.id, kind, organisation,
+                    task.request.hostname)
+        chosen[0](kind, payload)
+
+    @app.task(name=settings.boefje_task_name, bind=True, shared=False)
+    def handle_boefje(self: Task, payload: dict[str, Any]) -> None:
+        run("boefje", payload, self)
+
+    @app.task(name=settings.normalizer_task_name, bind=True, shared=False)
+    def handle_normalizer(self: Task, payload: dict[str, Any]) -> None:
+        run("normalizer", payload, self)
+
+    app.conf.task_routes = {settings.boefje_task_name: {"queue": settings.boefje_celery_queue},
+                            settings.normalizer_task_name: {"queue": settings.normalizer_celery_queue}}
+
+
+def create_runner_app(settings: Settings | None = None, handler: Handler | None = None,
+                      broker_url: str | None = None) -> Celery:
+    settings = settings or load_settings()
+    app = Celery("kat_runner")
+    app.conf.update(RUNNER_DEFAULTS)
+    app.conf.broker_url = broker_url or settings.celery_broker_url
+    register_runner_tasks(app, settings, handler)
+    return app
+
+
+def _organisation(kind: str, payload: dict[str, Any]) -> str:
+    if kind == "normalizer":
+        return str(payload.get("raw_data", {}).get("boefje_meta", {}).get("organization", "?"))
+    return str(payload.get("organization", "?"))
