@@ -10,24 +10,23 @@
 
 local S = KEYS[1]
 local op = ARGV[1]
+local unpack = unpack or table.unpack -- Lua 5.1 in Redis, 5.4 elsewhere
 
 local function ooi_key(org, ooi) return S .. ":ooi:" .. org .. ":" .. ooi end
 
--- put: ARGV[2] id, ARGV[3] JSON, ARGV[4] hash, ARGV[5] previous hash ("" for a new schedule),
--- ARGV[6] organisation, ARGV[7] OOI ("" for none), ARGV[8] deadline ms ("" for none),
--- ARGV[9] "1" when enabled, ARGV[10] created ms.
--- Replies "ok", "duplicate:<id>" when another schedule has the identity, or "unknown" when an
--- update names a schedule that is gone.
-local function put()
-    local id, json, hash, previous = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-    local org, ooi, deadline, enabled = ARGV[6], ARGV[7], ARGV[8], ARGV[9] == "1"
+-- put: ARGV[2..] nine fields per schedule: id, JSON, hash, previous hash ("" for a new schedule),
+-- organisation, OOI ("" for none), deadline ms ("" for none), "1" when enabled, created ms.
+-- Replies per schedule "ok", "duplicate:<id>" when another schedule has the identity, or "unknown"
+-- when an update names a schedule that is gone.
+local function put_one(id, json, hash, previous, org, ooi, deadline, enabled, created)
+    enabled = enabled == "1"
     local holder = redis.call("HGET", S .. ":hash", hash)
     if holder and holder ~= id then return "duplicate:" .. holder end
     if previous ~= "" and redis.call("EXISTS", S .. ":s:" .. id) == 0 then return "unknown" end
     if previous ~= "" and previous ~= hash then redis.call("HDEL", S .. ":hash", previous) end
     redis.call("HSET", S .. ":hash", hash, id)
     redis.call("SET", S .. ":s:" .. id, json)
-    redis.call("ZADD", S .. ":all", "NX", ARGV[10], id)
+    redis.call("ZADD", S .. ":all", "NX", created, id)
     if ooi ~= "" then redis.call("SADD", ooi_key(org, ooi), id) end
     if enabled and deadline ~= "" then
         redis.call("ZADD", S .. ":due", deadline, id)
@@ -35,6 +34,15 @@ local function put()
         redis.call("ZREM", S .. ":due", id)
     end
     return "ok"
+end
+
+local function put()
+    if (#ARGV - 1) % 9 ~= 0 then return redis.error_reply("put: schedules come as nine fields each") end
+    local replies = {}
+    for i = 2, #ARGV, 9 do
+        replies[#replies + 1] = put_one(unpack(ARGV, i, i + 8))
+    end
+    return replies
 end
 
 -- delete: ARGV[2] id, ARGV[3] hash, ARGV[4] organisation, ARGV[5] OOI.

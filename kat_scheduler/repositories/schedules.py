@@ -91,18 +91,20 @@ class ScheduleRepository:
 
     def save(self, schedule: Schedule, previous_hash: str | None = None) -> None:
         """Store a changed schedule (previous_hash: its identity before the change; "" for a new one)."""
-        reply = self._script(keys=[self.base], args=self._put_args(schedule, previous_hash))
+        [reply] = self._script(keys=[self.base], args=["put", *self._put_args(schedule, previous_hash)])
         _check(reply)
 
     def save_many(self, schedules: Iterable[Schedule], *, new: bool = False) -> list[str]:
-        """Store many schedules in one round trip (each still atomic on its own): changed ones, or with
+        """Store many schedules in one script call (one round trip, atomic as a whole): changed ones, or with
         new=True new ones, skipping those whose identity has a schedule already. Returns the ids of
         the identities' holders that kept them from being stored."""
-        pipe = self.client.pipeline(transaction=False)
+        args: list[Any] = ["put"]
         for schedule in schedules:
-            self._script(keys=[self.base], args=self._put_args(schedule, "" if new else None), client=pipe)
+            args += self._put_args(schedule, "" if new else None)
+        if len(args) == 1:
+            return []
         held_by = []
-        for reply in pipe.execute():
+        for reply in self._script(keys=[self.base], args=args):
             if new and reply.startswith("duplicate:"):
                 held_by.append(reply.split(":", 1)[1])
             else:
@@ -118,7 +120,7 @@ class ScheduleRepository:
 
     def _put_args(self, schedule: Schedule, previous_hash: str | None) -> list[Any]:
         deadline = "" if schedule.deadline_at is None else to_ms(schedule.deadline_at)
-        return ["put", schedule.id, schedule.model_dump_json(), schedule.hash,
+        return [schedule.id, schedule.model_dump_json(), schedule.hash,
                 schedule.hash if previous_hash is None else previous_hash, schedule.organisation,
                 ooi_of(schedule.data), deadline, int(schedule.enabled), to_ms(schedule.created_at)]
 

@@ -128,14 +128,24 @@ class TaskRepository:
 
     def activity(self, works: Iterable[tuple[str, str | None, str]]) -> list[tuple[str | None, int | None]]:
         """For each (organisation, OOI, identity hash): its active task id and the end of its last
-        finished run, in one round trip."""
+        finished run, in one round trip (one HMGET per object, one for all last runs)."""
+        works = list(works)
+        if not works:
+            return []
+        by_group: dict[str, list[int]] = {}
+        for index, (organisation, ooi, _) in enumerate(works):
+            by_group.setdefault(f"{self.base}:a:{organisation}:{ooi or ''}", []).append(index)
         pipe = self.client.pipeline(transaction=False)
-        for organisation, ooi, identity_hash in works:
-            pipe.hget(f"{self.base}:a:{organisation}:{ooi or ''}", identity_hash)
-            pipe.hget(f"{self.base}:lastrun", identity_hash)
-        replies = pipe.execute()
-        return [(active, int(last) if last is not None else None)
-                for active, last in zip(replies[::2], replies[1::2], strict=True)]
+        for group, indexes in by_group.items():
+            pipe.hmget(group, [works[i][2] for i in indexes])
+        pipe.hmget(f"{self.base}:lastrun", [identity for _, _, identity in works])
+        *active_per_group, last_runs = pipe.execute()
+        active: list[str | None] = [None] * len(works)
+        for indexes, found in zip(by_group.values(), active_per_group, strict=True):
+            for index, task_id in zip(indexes, found, strict=True):
+                active[index] = task_id
+        return [(task_id, int(last) if last is not None else None)
+                for task_id, last in zip(active, last_runs, strict=True)]
 
     def active_ids(self, organisation: str, oois: list[str]) -> dict[str, list[str]]:
         """The queued, dispatched and running task ids of each of an organisation's OOIs."""

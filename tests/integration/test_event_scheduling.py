@@ -40,10 +40,11 @@ def test_two_workers_turn_every_event_into_its_tasks_once(
                 "arguments": {}, "organization": ORG, "started_at": datetime.now(UTC).isoformat(),
                 "ended_at": datetime.now(UTC).isoformat()}
         rabbit_publisher.publish(raw_queue, raw_file_received(str(uuid.uuid4()), meta, ["boefje/dns", "text/plain"]))
-        wait_until(lambda: context.boefjes.size() >= 900 and context.normalizers.size() >= 2, 20,
-                   "every event's tasks")
-        handled = sum(listener.handled for running in workers for listener, _ in running)
-        assert handled >= 301
+
+        def handled() -> int:
+            return sum(listener.handled for running in workers for listener, _ in running)
+
+        wait_until(lambda: handled() >= 301, 30, "every event handled")
         assert context.boefjes.size() == 900 and context.normalizers.size() == 2
         assert sum(1 for running in workers if running[0][0].handled) == 2  # both workers took a share
         claimed = context.boefjes.claim(1000)
