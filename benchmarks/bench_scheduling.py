@@ -3,11 +3,14 @@ mutation events turned into queued tasks end to end, and due schedules handled b
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from multiprocessing.connection import Connection
+from multiprocessing.synchronize import Event
 
 import pika
 
@@ -35,6 +38,14 @@ def world(hosts: int) -> World:
     oois = {pk: ooi(pk, 1) for pk in (f"Hostname|internet|host{n}.example" for n in range(hosts))}
     return World(seed=0, organisations={ORG: {"id": ORG, "name": "Org 1"}}, oois={ORG: oois}, plugins=plugins,
                  enabled={ORG: dict.fromkeys(BOEFJES, True)})
+
+
+def serve_world(size: int, urls: Connection, stop: Event) -> None:
+    """The simulated KAT services in a process of their own, as the real ones would be."""
+    kat = SimulatedKAT.start(world(size), InProcessBus())
+    urls.send((kat.katalogus_url, kat.octopoes_url, kat.bytes_url))
+    stop.wait()
+    kat.stop()
 
 
 def wait_until(condition: Callable[[], bool], timeout: float) -> None:
@@ -131,10 +142,15 @@ def _json(body: object) -> str:
 
 def run(quick: bool = False) -> None:
     events, schedules = (2_000, 10_000) if quick else (10_000, 100_000)
-    kat = SimulatedKAT.start(world(max(events, schedules)), InProcessBus())
+    spawn = multiprocessing.get_context("spawn")
+    receive, send = spawn.Pipe(duplex=False)
+    stop = spawn.Event()
+    services = spawn.Process(target=serve_world, args=(max(events, schedules), send, stop), daemon=True)
+    services.start()
+    katalogus, octopoes, bytes_api = receive.recv()
     prefix = f"kat-bench-{uuid.uuid4().hex[:8]}"
-    settings = load_settings(katalogus_api=kat.katalogus_url, octopoes_api=kat.octopoes_url,
-                             bytes_api=kat.bytes_url, key_prefix=prefix, schedule_batch_size=1000)
+    settings = load_settings(katalogus_api=katalogus, octopoes_api=octopoes, bytes_api=bytes_api,
+                             key_prefix=prefix, schedule_batch_size=1000)
     context = AppContext.create(settings, redis_client=connect(REDIS_URL))
     try:
         events_to_tasks(context, prefix, events)
@@ -143,4 +159,5 @@ def run(quick: bool = False) -> None:
     finally:
         drop(context.redis, prefix)
         context.close()
-        kat.stop()
+        stop.set()
+        services.join(30)
