@@ -1,24 +1,70 @@
-"""The `kat-scheduler` command."""
+"""The `kat-scheduler` command: argument parsing only; each command lives in kat_scheduler/commands/."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
-from kat_scheduler.config import SettingsError
+from kat_scheduler.commands import EXIT_CODES_HELP, CommandError, ExitCode
+from kat_scheduler.config import Settings, SettingsError, load_settings
+from kat_scheduler.context import KINDS
+from kat_scheduler.models import TaskStatus
 from kat_scheduler.version import __version__
+
+# command (and sub-command) -> "module:function" under kat_scheduler.commands, imported when used.
+HANDLERS = {
+    "status": "status:run",
+    "queue show": "queue_show:run",
+    "push": "push:run",
+    "cancel": "tasks:cancel_command",
+    "tasks": "tasks:list_command",
+    "tasks show": "tasks:show_command",
+    "schedules": "schedules:run",
+    "dead-letters": "dead_letters:run",
+}
+
+
+def _command(commands: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help: str,
+             description: str | None = None) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = commands.add_parser(
+        name, help=help, description=description or help, epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    return parser
+
+
+def _json_flag(parser: argparse.ArgumentParser, nested: bool = False) -> None:
+    """--json; on a sub-command of a command that has it too, without a default of its own, so that
+    `tasks --json show ID` and `tasks show ID --json` both work."""
+    parser.add_argument("--json", action="store_true", default=argparse.SUPPRESS if nested else False,
+                        help="print one JSON document instead of text")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kat-scheduler", description="OpenKAT's task scheduler")
+    parser = argparse.ArgumentParser(prog="kat-scheduler", description="OpenKAT's task scheduler",
+                                     epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"kat-scheduler {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("demo", help="show the scheduler at work on its embedded defaults")
     api = commands.add_parser("api", help="serve the HTTP API (docs/api.md) on SCHEDULER_API_HOST:PORT")
     api.add_argument("--host", default=None, help="override SCHEDULER_API_HOST")
     api.add_argument("--port", type=int, default=None, help="override SCHEDULER_API_PORT")
 
-    push = commands.add_parser("push", help="queue a manual run: first in line, grace period skipped")
+    status = _command(commands, "status", "the beat leader, dispatch slots, queue depths, dead letters, due "
+                      "schedules")
+    _json_flag(status)
+
+    queue = _command(commands, "queue", "look at a queue")
+    queue_actions = queue.add_subparsers(dest="action", required=True, metavar="ACTION")
+    show = _command(queue_actions, "show", "the head of a queue with scores, per organisation in serving order")
+    show.add_argument("kind", choices=KINDS)
+    show.add_argument("--org", help="only this organisation's queue")
+    show.add_argument("--limit", type=int, default=10, help="tasks per organisation (default 10)")
+    show.add_argument("--orgs", type=int, default=20, help="organisations to show (default 20)")
+    _json_flag(show)
+
+    push = _command(commands, "push", "queue a manual run: first in line, grace period skipped")
+    _json_flag(push)
     kinds = push.add_subparsers(dest="kind", required=True)
     boefje = kinds.add_parser("boefje", help="run a boefje on an object")
     boefje.add_argument("--org", required=True, help="organisation id")
@@ -28,50 +74,82 @@ def build_parser() -> argparse.ArgumentParser:
     normalizer.add_argument("--org", required=True, help="organisation id")
     normalizer.add_argument("--normalizer", required=True, help="normalizer (plugin) id")
     normalizer.add_argument("--raw-file", required=True, help="the raw file's id in Bytes")
+    for leaf in (boefje, normalizer):
+        _json_flag(leaf, nested=True)
+
+    cancel = _command(commands, "cancel", "cancel queued tasks (dispatched or running ones are refused)")
+    cancel.add_argument("task_ids", nargs="+", metavar="TASK_ID")
+    _json_flag(cancel)
+
+    tasks = _command(commands, "tasks", "list task records, newest first; `tasks show ID` for one")
+    tasks.add_argument("--kind", choices=KINDS)
+    tasks.add_argument("--org", help="organisation id")
+    tasks.add_argument("--status", choices=[status.value for status in TaskStatus])
+    tasks.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    _json_flag(tasks)
+    task_actions = tasks.add_subparsers(dest="action", required=False, metavar="show ID")
+    task_show = _command(task_actions, "show", "one task record")
+    task_show.add_argument("task_id", metavar="ID")
+    _json_flag(task_show, nested=True)
+
+    schedules = _command(commands, "schedules", "list schedules, newest first (--due: due ones, earliest first)")
+    schedules.add_argument("--kind", choices=KINDS)
+    schedules.add_argument("--org", help="organisation id")
+    schedules.add_argument("--due", action="store_true", help="only enabled schedules whose deadline has passed")
+    schedules.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    _json_flag(schedules)
+
+    dead = _command(commands, "dead-letters", "list, requeue or drop dead-lettered tasks",
+                    "dead-letters [KIND] list | requeue ID | drop ID  (list is the default)")
+    dead.add_argument("words", nargs="*", metavar="[KIND] list|requeue ID|drop ID")
+    dead.add_argument("--limit", type=int, default=100, help="list at most this many per kind (default 100)")
+    _json_flag(dead)
     return parser
 
 
-def push_manual(args: argparse.Namespace) -> int:
-    """`kat-scheduler push`: exit 0 queued, 3 refused (already queued or running, queue full), 4 not found."""
-    from kat_scheduler.context import AppContext
-    from kat_scheduler.schedulers import BoefjeScheduler, NormalizerScheduler
+def _handler_name(args: argparse.Namespace) -> str:
+    action = getattr(args, "action", None)
+    return f"{args.command} {action}" if action else args.command
 
-    context = AppContext.create()
-    try:
-        if args.kind == "boefje":
-            result = BoefjeScheduler(context).push_manual(args.org, args.boefje, args.ooi)
-        else:
-            result = NormalizerScheduler(context).push_manual(args.org, args.normalizer, args.raw_file)
-    except (LookupError, PermissionError) as error:
-        print(f"kat-scheduler: {error}", file=sys.stderr)
-        return 4
-    finally:
-        context.close()
-    if not result.accepted:
-        print(f"kat-scheduler: not queued ({result.outcome}): task {result.task_id} holds this work"
-              + (f" ({result.holder_status})" if result.holder_status else ""), file=sys.stderr)
-        return 3
-    print(result.task_id)
-    return 0
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "demo":
+        from kat_scheduler.demo import run_tour
+
+        return run_tour()
+    if args.command == "api":
+        from kat_scheduler.server.serve import serve
+
+        return serve(args.host, args.port)
+    module_name, _, function = HANDLERS[_handler_name(args)].partition(":")
+    handler = getattr(importlib.import_module(f"kat_scheduler.commands.{module_name}"), function)
+    return int(handler(args, settings))
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "demo":
-            from kat_scheduler.demo import run_tour
-
-            return run_tour()
-        if args.command == "push":
-            return push_manual(args)
-        if args.command == "api":
-            from kat_scheduler.server.serve import serve
-
-            return serve(args.host, args.port)
+        settings = load_settings()
     except SettingsError as error:
         print(f"kat-scheduler: {error}", file=sys.stderr)
-        return 2
-    return 1
+        return ExitCode.USAGE
+    from kat_scheduler.logging_setup import configure_logging
+
+    configure_logging(settings)
+    from kat_scheduler.connectors.services import ServiceUnavailable
+
+    try:
+        return run(args, settings)
+    except CommandError as error:
+        print(f"kat-scheduler: {error}", file=sys.stderr)
+        return error.code
+    except SettingsError as error:
+        print(f"kat-scheduler: {error}", file=sys.stderr)
+        return ExitCode.USAGE
+    except ServiceUnavailable as error:
+        print(f"kat-scheduler: {error} — is the service's address (KATALOGUS_API, OCTOPOES_API, BYTES_API) right?",
+              file=sys.stderr)
+        return ExitCode.UNAVAILABLE
 
 
 if __name__ == "__main__":

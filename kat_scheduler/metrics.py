@@ -1,17 +1,20 @@
-"""Queue depths for Prometheus: a collector that reads the queues whenever it is scraped.
+"""The scheduler's figures for Prometheus: a collector that reads Redis whenever it is scraped.
 
-The API serves it on /metrics. Flower serves prometheus_client's default REGISTRY on its own /metrics,
-so a Flower process shows the same gauges after `register()` (e.g. from a Flower config module or a
-Celery signal in the Flower process):
+The API serves it on its /metrics. Flower serves prometheus_client's default REGISTRY on its own
+/metrics, so a Flower process shows the same series after `register()`; flowerconfig.py at the repository
+root does that (`celery -A kat_scheduler flower --conf=flowerconfig.py`). docs/operations.md lists the
+series. `read_figures` is also what `kat-scheduler status` prints, so the two never disagree.
 
-    from kat_scheduler import metrics
-    metrics.register()   # builds an AppContext from the environment
+Counters of claims, forwards and reaps are not here: the queue keeps no such counts in Redis (only
+the current state), and counting in one process would miss the others.
 """
 
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 
 import redis
 from prometheus_client import REGISTRY, CollectorRegistry
@@ -20,57 +23,154 @@ from prometheus_client.registry import Collector
 
 from kat_scheduler.context.context import AppContext
 from kat_scheduler.queues import PriorityQueue, QueueUnavailable
+from kat_scheduler.queues.priority_queue import MEMBER_SEQ_LENGTH
+from kat_scheduler.repositories import ScheduleRepository
 
 logger = logging.getLogger(__name__)
 
+HEADS_SCANNED = 10  # queued tasks looked at per organisation for the oldest wait
+
+
+def beat_leader_key(prefix: str) -> str:
+    """The beat's leader lease (kat_scheduler/leadership.py, kat_scheduler/beat.py)."""
+    return "{" + f"{prefix}:beat" + "}:leader"
+
+
+def pushed_at_ms(member: str) -> int:
+    """When a queued task was first pushed, from its sorted-set member: 16 hex digits of
+    (pushing client's clock in ms << 20 | counter), then the task id (queue.lua)."""
+    return int(member[:MEMBER_SEQ_LENGTH], 16) >> 20
+
+
+def oldest_queued_ms(queue: PriorityQueue, per_organisation: int = HEADS_SCANNED) -> int | None:
+    """The push time of the longest-waiting task among the first `per_organisation` of each
+    organisation's queue, or None when nothing is queued.
+
+    Bounded on purpose (a scrape must stay cheap): our rankers score a task at its push time plus at
+    most an hour, so the longest waiter of an organisation is at or near the head of its queue."""
+    organisations = list(queue.counts())
+    if not organisations:
+        return None
+    pipe = queue.client.pipeline(transaction=False)
+    for organisation in organisations:
+        pipe.zrange(f"{queue.base}:q:{organisation}", 0, per_organisation - 1)
+    pushed = [pushed_at_ms(member) for members in pipe.execute() for member in members]
+    return min(pushed) if pushed else None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueFigures:
+    """One kind's queue at one moment."""
+
+    kind: str
+    depth: dict[str, int]  # queued tasks per organisation
+    in_flight: int  # claimed, lease held
+    slots_in_use: int  # forwarded by a dispatcher and not ended
+    dead_letters: int
+    oldest_queued_ms: int | None
+    now_ms: int
+
+    @property
+    def size(self) -> int:
+        return sum(self.depth.values())
+
+    @property
+    def oldest_age_seconds(self) -> float:
+        """How long the longest-waiting task has waited (0 when nothing is queued)."""
+        if self.oldest_queued_ms is None:
+            return 0.0
+        return max(0.0, (self.now_ms - self.oldest_queued_ms) / 1000)
+
+
+def read_figures(queue: PriorityQueue) -> QueueFigures:
+    return QueueFigures(
+        kind=queue.kind,
+        depth=queue.counts(),
+        in_flight=queue.in_flight(),
+        slots_in_use=queue.slots_in_use(),
+        dead_letters=queue.dead_count(),
+        oldest_queued_ms=oldest_queued_ms(queue),
+        now_ms=queue.clock_ms(),
+    )
+
 
 class QueueCollector(Collector):
-    """Gauges per kind: queued tasks per organisation, tasks in flight (leased), dead letters, and
-    whether Redis answered the scrape. A scrape while Redis is away reports kat_scheduler_redis_up 0."""
+    """Gauges per kind (queued per organisation, in flight, slots in use, dead letters, oldest wait, due
+    schedules), the time left on the beat's leader lease, and whether Redis answered the scrape. A scrape
+    while Redis is away reports only kat_scheduler_redis_up 0."""
 
-    def __init__(self, queues: Mapping[str, PriorityQueue]) -> None:
+    def __init__(self, queues: Mapping[str, PriorityQueue], schedules: Mapping[str, ScheduleRepository] | None = None,
+                 leader: tuple[redis.Redis, str] | None = None) -> None:
         self.queues = queues
+        self.schedules = schedules or {}
+        self.leader = leader  # (client, key) of the beat's leader lease, when it is to be shown
 
     @classmethod
     def from_context(cls, context: AppContext) -> QueueCollector:
-        return cls(context.queues)
+        return cls(context.queues, context.schedules, (context.redis, beat_leader_key(context.settings.key_prefix)))
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        depth = GaugeMetricFamily("kat_scheduler_queue_depth", "Queued tasks per organisation",
-                                  labels=["kind", "organisation"])
-        in_flight = GaugeMetricFamily("kat_scheduler_queue_in_flight", "Claimed tasks whose lease is held",
-                                      labels=["kind"])
-        dead = GaugeMetricFamily("kat_scheduler_queue_dead_letters", "Dead-lettered tasks", labels=["kind"])
         up = GaugeMetricFamily("kat_scheduler_redis_up", "1 when Redis answered this scrape")
         try:
-            for kind, queue in self.queues.items():
-                for organisation, count in sorted(queue.counts().items()):
-                    depth.add_metric([kind, organisation], count)
-                in_flight.add_metric([kind], queue.in_flight())
-                dead.add_metric([kind], queue.dead_count())
+            families = self._families()
         except (redis.RedisError, QueueUnavailable) as error:
             logger.warning("metrics: Redis did not answer: %s", error)
             up.add_metric([], 0)
             yield up
             return
         up.add_metric([], 1)
-        yield from (depth, in_flight, dead, up)
+        yield from (*families, up)
+
+    def _families(self) -> list[GaugeMetricFamily]:
+        depth = GaugeMetricFamily("kat_scheduler_queue_depth", "Queued tasks per organisation",
+                                  labels=["kind", "organisation"])
+        in_flight = GaugeMetricFamily("kat_scheduler_queue_in_flight", "Claimed tasks whose lease is held",
+                                      labels=["kind"])
+        slots = GaugeMetricFamily("kat_scheduler_queue_slots_in_use",
+                                  "Tasks forwarded to the runners by a dispatcher that have not ended",
+                                  labels=["kind"])
+        dead = GaugeMetricFamily("kat_scheduler_queue_dead_letters", "Dead-lettered tasks", labels=["kind"])
+        oldest = GaugeMetricFamily("kat_scheduler_queue_oldest_age_seconds",
+                                   "How long the longest-waiting queued task has waited (0 when none)",
+                                   labels=["kind"])
+        due = GaugeMetricFamily("kat_scheduler_schedules_due", "Enabled schedules whose deadline has passed",
+                                labels=["kind"])
+        for kind, queue in self.queues.items():
+            figures = read_figures(queue)
+            for organisation, count in sorted(figures.depth.items()):
+                depth.add_metric([kind, organisation], count)
+            in_flight.add_metric([kind], figures.in_flight)
+            slots.add_metric([kind], figures.slots_in_use)
+            dead.add_metric([kind], figures.dead_letters)
+            oldest.add_metric([kind], figures.oldest_age_seconds)
+            if kind in self.schedules:
+                due.add_metric([kind], self.schedules[kind].due_count(figures.now_ms))
+        families = [depth, in_flight, slots, dead, oldest, due]
+        if self.leader is not None:
+            client, key = self.leader
+            lease = GaugeMetricFamily("kat_scheduler_beat_leader_lease_seconds",
+                                      "Time left on the beat leader's lease (0 when no beat leads)")
+            lease.add_metric([], max(0, int(client.pttl(key))) / 1000)
+            families.append(lease)
+        return families
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
         """Nothing at registration time, so registering does not call Redis."""
         return iter(())
 
 
-_registered: dict[int, QueueCollector] = {}
+# The collector registered in each registry, forgotten with the registry (an id could be reused by a
+# later registry, which then does not hold the old collector).
+_registered: weakref.WeakKeyDictionary[CollectorRegistry, QueueCollector] = weakref.WeakKeyDictionary()
 
 
 def register(context: AppContext | None = None, registry: CollectorRegistry = REGISTRY) -> QueueCollector:
     """Register the queue collector in `registry` (prometheus_client's default by default), replacing one
     registered before; without a context, one is built from the environment's settings."""
     collector = QueueCollector.from_context(context or AppContext.create())
-    previous = _registered.pop(id(registry), None)
+    previous = _registered.pop(registry, None)
     if previous is not None:
         registry.unregister(previous)
     registry.register(collector)
-    _registered[id(registry)] = collector
+    _registered[registry] = collector
     return collector

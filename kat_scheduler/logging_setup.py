@@ -1,0 +1,127 @@
+"""Log output of every kat_scheduler process: text for people, JSON lines for log collectors.
+
+`configure_logging(settings)` is called where a process starts: the CLI's `main`, and (through
+Celery's `setup_logging` signal, connected when this module is imported) `celery ... beat` and
+`celery ... worker`. SCHEDULER_LOGGING_FORMAT=json writes one JSON object per line; DEBUG=true lowers the
+level to DEBUG.
+
+A line about a task carries its id, kind and organisation as fields of their own, so a log collector can
+filter on them and a person can grep for them:
+
+    log = task_logger(logger, task_id=record.id, kind=record.kind, organisation=record.organisation)
+    log.info("dispatched to %s", queue)
+
+or, for a single line, `logger.info("...", extra=task_fields(...))`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import MutableMapping
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from kat_scheduler.config import Settings, load_settings
+
+TASK_FIELDS = ("task_id", "kind", "organisation")
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def task_fields(task_id: str | None = None, kind: str | None = None,
+                organisation: str | None = None) -> dict[str, str]:
+    """The `extra=` of a log line about a task; fields left out (None) are not added."""
+    given = {"task_id": task_id, "kind": kind, "organisation": organisation}
+    return {name: value for name, value in given.items() if value is not None}
+
+
+class TaskLoggerAdapter(logging.LoggerAdapter[logging.Logger]):
+    """A logger whose lines all carry one task's fields; a line's own `extra=` adds to them."""
+
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
+        kwargs["extra"] = {**(self.extra or {}), **kwargs.get("extra", {})}
+        return msg, kwargs
+
+
+def task_logger(logger: logging.Logger, task_id: str | None = None, kind: str | None = None,
+                organisation: str | None = None) -> TaskLoggerAdapter:
+    return TaskLoggerAdapter(logger, task_fields(task_id, kind, organisation))
+
+
+def _task_values(record: logging.LogRecord) -> dict[str, str]:
+    return {name: str(getattr(record, name)) for name in TASK_FIELDS if getattr(record, name, None) is not None}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time (UTC, ISO 8601), level, logger, message, the task fields that are
+    set, and the traceback as `exception` when there is one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, tz=UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            **_task_values(record),
+        }
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            line["exception"] = record.exc_text
+        return json.dumps(line, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    """The usual text line, with the task fields appended as `[task_id=... kind=... organisation=...]`."""
+
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        text = super().formatMessage(record)
+        fields = _task_values(record)
+        if fields:
+            text += " [" + " ".join(f"{name}={value}" for name, value in fields.items()) + "]"
+        return text
+
+
+class _OurHandler(logging.StreamHandler[TextIO]):
+    """Marks the handler configure_logging installed, so a second call replaces it and leaves other
+    handlers (pytest's, an operator's) alone."""
+
+
+def configure_logging(settings: Settings | None = None, *, level: int | str | None = None,
+                      stream: TextIO | None = None) -> logging.Handler:
+    """Send the root logger's lines to `stream` (stderr) in the configured format.
+
+    The level is INFO, or `level` when given (Celery's --loglevel), and DEBUG whenever DEBUG is set."""
+    settings = settings or load_settings()
+    handler = _OurHandler(stream if stream is not None else sys.stderr)
+    handler.setFormatter(JsonFormatter() if settings.logging_format == "json" else TextFormatter())
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _OurHandler)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    chosen = logging.getLevelName(level.upper()) if isinstance(level, str) else level
+    root.setLevel(logging.DEBUG if settings.debug else (chosen if isinstance(chosen, int) else logging.INFO))
+    return handler
+
+
+# -- Celery ---------------------------------------------------------------------------------------
+# With a receiver on `setup_logging`, Celery leaves the logging set-up of beat and worker to us
+# (`after_setup_logger` then never fires, so it needs no receiver). celery_app.py imports this module
+# for that; importing it more than once connects once (the receiver is kept by a strong reference).
+
+
+def _setup_celery_logging(loglevel: int | str | None = None, **_: Any) -> None:
+    configure_logging(level=loglevel)
+
+
+def connect_celery_signals() -> None:
+    from celery.signals import setup_logging
+
+    setup_logging.connect(_setup_celery_logging, weak=False, dispatch_uid="kat_scheduler.logging_setup")
+
+
+connect_celery_signals()
