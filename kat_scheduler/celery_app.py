@@ -5,6 +5,7 @@ import os
 
 from celery import Celery
 
+import kat_scheduler.logging_setup  # noqa: F401  (our log format in beat and worker, via Celery's signals)
 from kat_scheduler.config import load_settings
 
 

@@ -45,7 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
                                      epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"kat-scheduler {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    commands.add_parser("demo", help="show the scheduler at work on its embedded defaults")
+    demo = commands.add_parser("demo", help="run the whole scheduler against a simulated KAT world and show it")
+    demo.add_argument("--seconds", type=float, default=30.0, help="how long to run (default 30)")
+    demo.add_argument("--forever", action="store_true", help="keep running until interrupted (Ctrl-C)")
+    demo.add_argument("--embedded", action="store_true",
+                      help="use the embedded Redis and event bus even when Redis and RabbitMQ answer")
     api = commands.add_parser("api", help="serve the HTTP API (docs/api.md) on SCHEDULER_API_HOST:PORT")
     api.add_argument("--host", default=None, help="override SCHEDULER_API_HOST")
     api.add_argument("--port", type=int, default=None, help="override SCHEDULER_API_PORT")
@@ -114,9 +118,10 @@ def _handler_name(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "demo":
-        from kat_scheduler.demo import run_tour
+        from kat_scheduler.demo import DemoOptions, run_demo
 
-        return run_tour()
+        figures = run_demo(DemoOptions(seconds=args.seconds, forever=args.forever, embedded=args.embedded))
+        return 0 if figures["boefje_completed"] and figures["normalizer_completed"] else 1
     if args.command == "api":
         from kat_scheduler.server.serve import serve
 

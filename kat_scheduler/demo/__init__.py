@@ -173,9 +173,3 @@ def _forget(context: AppContext, prefix: str) -> None:
         for start in range(0, len(keys), 1000):
             context.redis.delete(*keys[start:start + 1000])
     context.close()
-
-
-def run_tour() -> int:
-    """The CLI's `demo` with its defaults."""
-    figures = run_demo(DemoOptions())
-    return 0 if figures["boefje_completed"] and figures["normalizer_completed"] else 1

@@ -35,7 +35,7 @@ def noop(kind: str, payload: dict[str, Any]) -> None:
 
 
 def starts_key(prefix: str) -> str:
-    return f"{prefix}:runner:starts"
+    return "{" + f"{prefix}:runner" + "}:starts"
 
 
 class StartRecorder:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import ClassVar, TypeVar
 
 from kat_scheduler.connectors.services import ServiceUnavailable
 from kat_scheduler.context import AppContext
@@ -24,10 +24,11 @@ class Scheduler:
 
     kind: str
     ranker: Ranker
+    queue_kind: ClassVar[str | None] = None  # the queue it feeds, when not the one named `kind`
 
     def __init__(self, context: AppContext) -> None:
         self.context = context
-        self.queue = context.queues[self.kind]
+        self.queue = context.queues[self.queue_kind or self.kind]
         self.settings = context.settings
 
     def now_ms(self) -> int:

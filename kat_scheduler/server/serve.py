@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import logging
-
 import uvicorn
 
 from kat_scheduler.config import load_settings
 from kat_scheduler.context.context import AppContext
+from kat_scheduler.logging_setup import configure_logging
 from kat_scheduler.server.app import create_app
 
 
 def serve(host: str | None = None, port: int | None = None) -> int:
     settings = load_settings()
-    logging.basicConfig(level=logging.DEBUG if settings.debug else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings)
     context = AppContext.create(settings)
     try:
         app = create_app(context)

@@ -47,13 +47,8 @@ class WatchlistScheduler(Scheduler):
     result first. Its tasks are boefje tasks, so they go on the boefje queue to the boefje runners."""
 
     kind = "watchlist"
+    queue_kind = "boefje"  # its tasks are boefje tasks: they go to the boefje queue and runners
     ranker = StaleFirstRanker()
-
-    def __init__(self, context: AppContext) -> None:
-        # Scheduler.__init__ takes the queue named like `kind`; this scheduler feeds the boefje queue.
-        self.context = context
-        self.settings = context.settings
-        self.queue = context.queues["boefje"]
 
     def run(self, organisation: str, boefje_id: str, oois: list[str]) -> list[PushResult]:
         tasks = [BoefjeTask(boefje={"id": boefje_id}, input_ooi=ooi, organization=organisation) for ooi in oois]
