@@ -1,5 +1,5 @@
 # kat_scheduler's commands. Every target that needs Python packages sets up .venv itself.
-.PHONY: demo test utest itest bench lint fmt venv clean
+.PHONY: demo test utest itest bench chaos scale lint fmt venv clean
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -32,6 +32,14 @@ itest: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
+
+# The fault suite: a real deployment, faults injected one at a time, nothing lost (docs/faults.md).
+chaos: $(STAMP)
+	$(BIN)/python -m chaos $(CHAOS_ARGS)
+
+# How the costs grow with the size of the world (docs/performance.md); takes a while.
+scale: $(STAMP)
+	$(BIN)/python -m benchmarks.scale $(SCALE_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check kat_scheduler tests benchmarks
