@@ -72,20 +72,9 @@ class ScheduleRepository:
             data=data, enabled=enabled, schedule=cron, deadline_at=deadline_at, created_at=now, modified_at=now,
         )
 
-    def new(
-        self,
-        organisation: str,
-        data: dict[str, Any],
-        identity_hash: str,
-        *,
-        cron: str | None = None,
-        deadline_at: datetime | None = None,
-        enabled: bool = True,
-        now: datetime | None = None,
-    ) -> Schedule:
-        """Create and store a schedule; DuplicateSchedule when its identity has one already."""
-        schedule = self.build(organisation, data, identity_hash, cron=cron, deadline_at=deadline_at,
-                              enabled=enabled, now=now)
+    def new(self, organisation: str, data: dict[str, Any], identity_hash: str, **options: Any) -> Schedule:
+        """Build (options as for `build`) and store a schedule; DuplicateSchedule when its identity has one."""
+        schedule = self.build(organisation, data, identity_hash, **options)
         self.save(schedule, previous_hash="")
         return schedule
 
