@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AliasChoices, Field, ValidationError
+from pydantic import AliasChoices, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     # The HTTP API and logging
     api_host: str = Field("0.0.0.0", validation_alias=_env("SCHEDULER_API_HOST"))
     api_port: int = Field(8000, ge=0, le=65535, validation_alias=_env("SCHEDULER_API_PORT"))
+    api_token: SecretStr | None = Field(None, validation_alias=_env("SCHEDULER_API_TOKEN"))
+    api_max_body_bytes: int = Field(1024 * 1024, gt=0, validation_alias=_env("SCHEDULER_API_MAX_BODY_BYTES"))
+    api_reap_interval: float = Field(1.0, ge=0, validation_alias=_env("SCHEDULER_API_REAP_INTERVAL"))
     logging_format: Literal["text", "json"] = Field("text", validation_alias=_env("SCHEDULER_LOGGING_FORMAT"))
     debug: bool = Field(False, validation_alias=_env("DEBUG"))
 

@@ -62,6 +62,9 @@ DESCRIPTIONS: dict[str, str] = {
     "organisation_refresh_seconds": "Seconds between looks at the organisations for newly enabled boefjes",
     "api_host": "Address `kat-scheduler api` listens on",
     "api_port": "Port `kat-scheduler api` listens on",
+    "api_token": "Bearer token every API call but /health and the OpenAPI document must carry; unset: the API is open",
+    "api_max_body_bytes": "Larger API request bodies are refused with 413",
+    "api_reap_interval": "A pop over the API reaps expired leases first, at most this often (seconds)",
     "logging_format": "`text` for people, `json` for one JSON object per line",
     "debug": "Log at DEBUG level",
 }

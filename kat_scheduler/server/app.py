@@ -27,7 +27,7 @@ DESCRIPTION = "OpenKAT's scheduler API (kat-contracts.md §7): queues, tasks, sc
 
 def create_app(context: AppContext, settings: ApiSettings | None = None) -> FastAPI:
     """The API on `context`; `settings` default to the environment (SCHEDULER_API_*)."""
-    settings = settings or ApiSettings()
+    settings = settings or ApiSettings.from_settings(context.settings)
     app = FastAPI(title=TITLE, version=__version__, description=DESCRIPTION)
     app.state.api = ApiState(context=context, settings=settings)
     app.state.metrics_registry = CollectorRegistry(auto_describe=False)

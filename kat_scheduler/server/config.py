@@ -1,29 +1,31 @@
-"""The API's own settings. They belong in kat_scheduler/config/settings.py; until they move there, the
-server reads them here under the names they will keep."""
+"""The API's settings, taken from kat_scheduler's settings (SCHEDULER_API_TOKEN,
+SCHEDULER_API_MAX_BODY_BYTES, SCHEDULER_API_REAP_INTERVAL); tests build them directly."""
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from dataclasses import dataclass
+
+from kat_scheduler.config import Settings
 
 MAX_PAGE_SIZE = 1000  # the largest `limit` any listing or pop accepts
 
 
-class ApiSettings(BaseSettings):
-    """SCHEDULER_API_TOKEN: a bearer token every call but /health and the OpenAPI document must carry
-    (unset: the API is open). SCHEDULER_API_MAX_BODY_BYTES: larger request bodies are refused with 413."""
+@dataclass(frozen=True)
+class ApiSettings:
+    """api_token: a bearer token every call but /health and the OpenAPI document must carry (None or
+    empty: the API is open). max_body_bytes: larger request bodies are refused with 413.
+    reap_interval_seconds: how often a pop reaps expired leases first."""
 
-    model_config = SettingsConfigDict(env_file=None, case_sensitive=False, extra="ignore", populate_by_name=True)
+    api_token: str | None = None
+    max_body_bytes: int = 1024 * 1024
+    reap_interval_seconds: float = 1.0
 
-    api_token: SecretStr | None = Field(None, validation_alias=AliasChoices("SCHEDULER_API_TOKEN"))
-    max_body_bytes: int = Field(1024 * 1024, gt=0, validation_alias=AliasChoices("SCHEDULER_API_MAX_BODY_BYTES"))
-    reap_interval_seconds: float = Field(
-        1.0, ge=0, validation_alias=AliasChoices("SCHEDULER_API_REAP_INTERVAL")
-    )
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ApiSettings:
+        token = settings.api_token.get_secret_value() if settings.api_token is not None else None
+        return cls(token, settings.api_max_body_bytes, settings.api_reap_interval)
 
     @property
     def token(self) -> str | None:
         """The token, or None when unset or empty."""
-        if self.api_token is None or not self.api_token.get_secret_value():
-            return None
-        return self.api_token.get_secret_value()
+        return self.api_token or None
