@@ -17,7 +17,7 @@ from typing import Any
 
 import redis
 
-from kat_scheduler.queues.errors import QueueUnavailable
+from kat_scheduler.queues.errors import UNAVAILABLE, QueueUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ class Leadership:
     def _call(self, operation: str) -> bool:
         try:
             return bool(self._script(keys=[self.key], args=[operation, self.token, self.lease_ms]))
-        except (redis.ConnectionError, redis.TimeoutError) as error:
+        except UNAVAILABLE as error:
             raise QueueUnavailable(self.client, error) from error
 
     def hold(self) -> bool:

@@ -1,6 +1,13 @@
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
+from redis.cluster import RedisCluster
+from redis.exceptions import ClusterDownError
+from redis.sentinel import SentinelConnectionPool
+
+# Redis cannot answer now: no connection, no reply in time, or (on a cluster) a slot without a master.
+UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError, ClusterDownError)
 
 
 class InvalidItem(ValueError):
@@ -22,6 +29,13 @@ def redacted_url(url: str) -> str:
 
 
 def describe_client(client: redis.Redis) -> str:
+    if isinstance(client, RedisCluster):
+        return "redis+cluster://" + ",".join(sorted(client.nodes_manager.startup_nodes))
+    pool: Any = getattr(client, "connection_pool", None)
+    if isinstance(pool, SentinelConnectionPool):
+        sentinels = [sentinel.get_connection_kwargs() for sentinel in pool.sentinel_manager.sentinels]
+        hosts = ",".join(f"{kwargs['host']}:{kwargs['port']}" for kwargs in sentinels)
+        return f"redis+sentinel://{hosts}/{pool.service_name}"
     kwargs = client.get_connection_kwargs()
     if "path" in kwargs:
         return f"unix://{kwargs['path']}"

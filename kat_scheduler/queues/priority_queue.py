@@ -21,7 +21,7 @@ import redis
 from pydantic import ValidationError
 
 from kat_scheduler.models.tasks import PAYLOAD_MODELS, BoefjeTask, NormalizerTask
-from kat_scheduler.queues.errors import InvalidItem, QueueUnavailable
+from kat_scheduler.queues.errors import UNAVAILABLE, InvalidItem, QueueUnavailable
 from kat_scheduler.repositories.task_records import SEP, TaskRecord, TaskRepository
 
 SCRIPT = (Path(__file__).parent / "queue.lua").read_text()
@@ -97,7 +97,7 @@ class PriorityQueue:
     def _call(self, operation: str, *args: Any) -> Any:
         try:
             return self._script(keys=[self.base], args=[operation, self.clock_ms(), *args])
-        except (redis.ConnectionError, redis.TimeoutError) as error:
+        except UNAVAILABLE as error:
             raise QueueUnavailable(self.client, error) from error
 
     def _call_streamed(self, operation: str, arg_lists: Iterable[list[Any]]) -> list[Any]:
@@ -105,7 +105,7 @@ class PriorityQueue:
         built and all replies read at the end: Redis runs one call while Python builds the next.
         Every call is atomic on its own, as with _call."""
         pool = getattr(self.client, "connection_pool", None)
-        if pool is None:  # a cluster client routes each call itself
+        if pool is None:  # a cluster client: each call goes by itself to the node of the queue's slot
             return [self._call(operation, *args) for args in arg_lists]
         sent: list[list[Any]] = []
         replies: list[Any] = []

@@ -29,6 +29,8 @@ def fake_redis() -> fakeredis.FakeRedis:
 
 
 def delete_prefixed(client: redis.Redis, prefix: str) -> None:
+    """Delete every key of a prefix. On a cluster client SCAN runs on every primary and DEL is split
+    by slot (redis-py's RedisCluster does both), so this works there too."""
     for pattern in (f"{prefix}*", "{" + prefix + "*"):
         batch = list(client.scan_iter(match=pattern, count=1000))
         for start in range(0, len(batch), 1000):
