@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -88,6 +88,13 @@ class Settings(BaseSettings):
     logging_format: Literal["text", "json"] = Field("text", validation_alias=_env("SCHEDULER_LOGGING_FORMAT"))
     debug: bool = Field(False, validation_alias=_env("DEBUG"))
 
+    @model_validator(mode="after")
+    def _broker_for_cluster(self) -> Settings:
+        if self.broker_url is None and self.redis_url.split("://", 1)[0].endswith(("+cluster", "+sentinel")):
+            raise ValueError("CELERY_BROKER_URL must be set when SCHEDULER_REDIS_URL names a Redis Cluster or "
+                             "Sentinel: Celery cannot use those URLs as its broker")
+        return self
+
     @property
     def celery_broker_url(self) -> str:
         """Celery's broker: CELERY_BROKER_URL when set, else the scheduler's own Redis."""
@@ -109,7 +116,10 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as error:
         problems = []
         for issue in error.errors():
-            field = str(issue["loc"][0]) if issue["loc"] else "?"
+            if not issue["loc"]:  # a rule across settings: its message names them
+                problems.append(issue["msg"].removeprefix("Value error, "))
+                continue
+            field = str(issue["loc"][0])
             name = env_name(field) if field in Settings.model_fields else field
             problems.append(f"{name}: {issue['msg']} (got {issue.get('input')!r})")
         raise SettingsError("invalid settings: " + "; ".join(problems)) from None

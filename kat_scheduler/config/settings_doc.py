@@ -37,7 +37,8 @@ DESCRIPTIONS: dict[str, str] = {
     "bytes_request_timeout": "Seconds before a Bytes request gives up",
     "katalogus_cache_ttl": "Seconds the Katalogus' plugin answers are cached (0: no cache)",
     "rabbitmq_prefetch_count": "Events a listener holds unacknowledged at once",
-    "redis_url": "The scheduler's Redis: queues, task records, schedules, the beat's lease",
+    "redis_url": "The scheduler's Redis: queues, task records, schedules, the beat's lease; "
+                 "`redis+cluster://h:p,h:p` and `redis+sentinel://h:p/service` name a cluster or Sentinel",
     "broker_url": "Celery's broker; unset: the scheduler's Redis",
     "key_prefix": "First part of every Redis key (`{<prefix>:...}`); separate prefixes share a Redis",
     "grace_period": "Seconds after a boefje's last run before it runs again on the same object",

@@ -61,3 +61,12 @@ def test_a_delete_mutation_carries_no_value() -> None:
         {"operation": "delete", "primary_key": "Hostname|internet|x", "value": None, "client_id": "org1"}
     )
     assert event.value is None and event.primary_key == "Hostname|internet|x"
+
+
+def test_a_cluster_redis_needs_its_own_celery_broker(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCHEDULER_REDIS_URL", "redis+cluster://127.0.0.1:7000,127.0.0.1:7001")
+    monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
+    with pytest.raises(SettingsError, match="CELERY_BROKER_URL must be set"):
+        load_settings()
+    monkeypatch.setenv("CELERY_BROKER_URL", "amqp://rabbit//")
+    assert load_settings().celery_broker_url == "amqp://rabbit//"
