@@ -5,8 +5,8 @@ The API serves it on its /metrics. Flower serves prometheus_client's default REG
 root does that (`celery -A kat_scheduler flower --conf=flowerconfig.py`). docs/operations.md lists the
 series. `read_figures` is also what `kat-scheduler status` prints, so the two never disagree.
 
-Counters of claims, forwards and reaps are not here: the queue keeps no such counts in Redis (only
-the current state), and counting in one process would miss the others.
+Counters (claims, forwards to runners, completions, failures, reaped leases, dead letters) are the
+queue's own, kept in Redis by its script, so every process that scrapes sees the same totals.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import redis
 from prometheus_client import REGISTRY, CollectorRegistry
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from kat_scheduler.context.context import AppContext
@@ -109,7 +109,7 @@ class QueueCollector(Collector):
     def from_context(cls, context: AppContext) -> QueueCollector:
         return cls(context.queues, context.schedules, (context.redis, beat_leader_key(context.settings.key_prefix)))
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         up = GaugeMetricFamily("kat_scheduler_redis_up", "1 when Redis answered this scrape")
         try:
             families = self._families()
@@ -121,7 +121,7 @@ class QueueCollector(Collector):
         up.add_metric([], 1)
         yield from (*families, up)
 
-    def _families(self) -> list[GaugeMetricFamily]:
+    def _families(self) -> list[GaugeMetricFamily | CounterMetricFamily]:
         depth = GaugeMetricFamily("kat_scheduler_queue_depth", "Queued tasks per organisation",
                                   labels=["kind", "organisation"])
         in_flight = GaugeMetricFamily("kat_scheduler_queue_in_flight", "Claimed tasks whose lease is held",
@@ -135,7 +135,12 @@ class QueueCollector(Collector):
                                    labels=["kind"])
         due = GaugeMetricFamily("kat_scheduler_schedules_due", "Enabled schedules whose deadline has passed",
                                 labels=["kind"])
+        events = CounterMetricFamily("kat_scheduler_queue_events", "Tasks claimed, dispatched (forwarded to "
+                                     "runners), completed, failed, requeued (expired leases) and dead-lettered",
+                                     labels=["kind", "event"])
         for kind, queue in self.queues.items():
+            for event, count in sorted(queue.stats().items()):
+                events.add_metric([kind, event], count)
             figures = read_figures(queue)
             for organisation, count in sorted(figures.depth.items()):
                 depth.add_metric([kind, organisation], count)
@@ -145,7 +150,7 @@ class QueueCollector(Collector):
             oldest.add_metric([kind], figures.oldest_age_seconds)
             if kind in self.schedules:
                 due.add_metric([kind], self.schedules[kind].due_count(figures.now_ms))
-        families = [depth, in_flight, slots, dead, oldest, due]
+        families: list[GaugeMetricFamily | CounterMetricFamily] = [depth, in_flight, slots, dead, oldest, due, events]
         if self.leader is not None:
             client, key = self.leader
             lease = GaugeMetricFamily("kat_scheduler_beat_leader_lease_seconds",

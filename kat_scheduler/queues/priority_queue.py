@@ -301,6 +301,10 @@ class PriorityQueue:
         """The pub/sub channel the script publishes on when work appears or a slot frees."""
         return f"{self.base}:wake"
 
+    def stats(self) -> dict[str, int]:
+        """Counters since the queue began: claimed, dispatched, completed, failed, requeued, dead_lettered."""
+        return {event: int(n) for event, n in self.client.hgetall(f"{self.base}:stats").items()}
+
     def dead_count(self) -> int:
         return int(self.client.zcard(f"{self.base}:dead"))
 

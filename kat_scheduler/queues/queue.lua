@@ -19,6 +19,8 @@
 --   P:history         zset    task id -> created (ms), for listing records
 --   P:lastrun         hash    work identity -> end of its last finished run (ms)
 --   P:turn            string  counter of the organisations' turns
+--   P:stats           hash    counters since the queue began: claimed, dispatched, completed, failed,
+--                             requeued (expired leases), dead_lettered
 --   P:slots           set     ids of the tasks the dispatcher forwarded to Celery runners and that have
 --                             not ended: the runner slots in use (see docs/dispatch.md)
 --
@@ -265,6 +267,8 @@ local function take(wanted, lease, filter, scan_limit, in_slot)
         claimed[#claimed + 1] = id
         claimed[#claimed + 1] = table.concat(r, SEP)
     end
+    local taken = math.floor(#claimed / 2) -- an integer in Lua 5.1 and 5.4 alike
+    if taken > 0 then redis.call("HINCRBY", P .. ":stats", in_slot and "dispatched" or "claimed", taken) end
     return claimed
 end
 
@@ -328,6 +332,7 @@ local function ack()
     if not r then return problem end
     finish(ARGV[3], r, status, tonumber(ARGV[6]))
     redis.call("HSET", P .. ":lastrun", r[HASH], ARGV[2])
+    redis.call("HINCRBY", P .. ":stats", status, 1)
     return "ok"
 end
 
@@ -381,6 +386,8 @@ local function reap()
         end
     end
     redis.call("ZREMRANGEBYSCORE", P .. ":history", "-inf", now - tonumber(ARGV[5]))
+    if #requeued > 0 then redis.call("HINCRBY", P .. ":stats", "requeued", #requeued) end
+    if #dead > 0 then redis.call("HINCRBY", P .. ":stats", "dead_lettered", #dead) end
     return {requeued, dead}
 end
 

@@ -98,9 +98,13 @@ def test_the_series_after_a_known_sequence(sequence: Sequence, real_redis: redis
     assert lease is not None and 0 < lease <= 10
     assert sample(registry, "kat_scheduler_redis_up") == 1
 
+    for event, count in (("claimed", 1), ("dead_lettered", 1), ("dispatched", 1), ("completed", None)):
+        assert sample(registry, "kat_scheduler_queue_events_total", kind="boefje", event=event) == count
+
     sequence.boefjes.ack(sequence.dispatched.id)
     assert sample(registry, "kat_scheduler_queue_in_flight", kind="boefje") == 0
     assert sample(registry, "kat_scheduler_queue_slots_in_use", kind="boefje") == 0
+    assert sample(registry, "kat_scheduler_queue_events_total", kind="boefje", event="completed") == 1
 
 
 def test_the_oldest_age_follows_the_clock_and_empties_to_zero(sequence: Sequence) -> None:

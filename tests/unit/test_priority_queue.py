@@ -181,6 +181,7 @@ def test_ack_finishes_the_task_frees_the_identity_and_records_the_run(
     assert queue.in_flight() == 0
     assert 0 < client.pttl(queue.records.record_key(done.id)) <= queue.retention_ms
     assert queue.ack(done.id) == "completed"  # a second ack says why it did nothing
+    assert queue.stats() == {"claimed": 2, "completed": 1, "failed": 1}
     assert queue.ack("no-such-task") == "unknown"
 
 
@@ -241,6 +242,7 @@ def test_an_expired_lease_returns_the_task_then_dead_letters_it(queue: PriorityQ
     record = queue.records.get(task.id)
     assert record is not None and record.status is TaskStatus.FAILED and "3 times" in record.reason
     assert [r.id for r in queue.dead_letters()] == [task.id] and queue.dead_count() == 1
+    assert queue.stats() == {"claimed": 3, "requeued": 2, "dead_lettered": 1}
     assert queue.records.active_task_id(task.organization, task.input_ooi, task.hash) is None and queue.size() == 0
 
     assert queue.requeue_dead(task.id) == "queued"
