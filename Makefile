@@ -42,7 +42,7 @@ scale: $(STAMP)
 	$(BIN)/python -m benchmarks.scale $(SCALE_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check kat_scheduler tests benchmarks
+	$(BIN)/ruff check kat_scheduler tests benchmarks chaos
 	$(BIN)/mypy
 
 fmt: $(STAMP)

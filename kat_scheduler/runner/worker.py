@@ -35,6 +35,10 @@ RUNNER_DEFAULTS: dict[str, Any] = {
     "worker_send_task_events": True,
     "task_send_sent_event": True,
     "broker_connection_retry_on_startup": True,
+    # After a lost broker connection Celery throttles the new connection's prefetch until the tasks of the
+    # old one are acknowledged, which they never can be: the runner sat idle for minutes after a RabbitMQ
+    # restart (python -m chaos; celery/celery#7515, #9512). Prefetch stays at one per free thread anyway.
+    "worker_enable_prefetch_count_reduction": False,
     "timezone": "UTC",
     "enable_utc": True,
 }
