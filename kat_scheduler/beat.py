@@ -10,7 +10,8 @@ also does one bounded scheduling pass:
 3. visit up to `SCHEDULER_SCHEDULE_BATCH_SIZE` existing objects for those new boefjes;
 4. run up to `SCHEDULER_SCHEDULE_BATCH_SIZE` due schedules.
 
-Each step is bounded, so a pass returns promptly and the lease is renewed between steps; a beat
+Each step is bounded, so a pass returns promptly; the lease is renewed between steps and by a
+thread of its own (leadership.py), so a step slowed by a slow service does not let it lapse. A beat
 that loses its lease stops the pass and stands by.
 """
 
@@ -50,6 +51,7 @@ class KatScheduler(CeleryScheduler):
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
         """Lead (run static entries and the scheduling pass) or stand by; returns seconds to sleep."""
+        self.leadership.keep_alive()
         if not self.leadership.hold():
             return min(self.tick_seconds, self.leadership.lease_ms / 3000)
         interval: float = super().tick(*args, **kwargs)

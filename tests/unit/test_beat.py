@@ -55,11 +55,23 @@ def test_one_of_two_beats_leads_and_the_other_takes_over_when_it_dies(make_beat:
     second.tick()
     assert first.leadership.is_leader and not second.leadership.is_leader
     lease = first.leadership.lease_ms / 1000
-    # the leader dies: it stops ticking and never releases its lease
+    # the leader dies: it stops ticking and renewing, and never releases its lease
+    first.leadership.stop_keeping()
     took = wait_until(lambda: second.tick() is not None and second.leadership.is_leader, 4 * lease, "a takeover")
     assert took < 2 * lease
     first.tick()
     assert not first.leadership.is_leader  # the old leader, back, stands by
+
+
+def test_a_leader_busy_for_longer_than_its_lease_keeps_it(make_beat: Callable[..., KatScheduler]) -> None:
+    leader, standby = make_beat(), make_beat()
+    leader.tick()
+    lease = leader.leadership.lease_ms / 1000
+    busy_until = time.monotonic() + 3 * lease  # the leader is stuck in one long step, not ticking
+    while time.monotonic() < busy_until:
+        standby.tick()
+        assert not standby.leadership.is_leader and leader.leadership.is_leader
+        time.sleep(0.02)
 
 
 def test_close_hands_the_lease_over_at_once_and_is_idempotent(make_beat: Callable[..., KatScheduler]) -> None:

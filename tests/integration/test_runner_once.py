@@ -1,0 +1,38 @@
+"""The reference runner runs a task once even when the broker delivers it twice."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import redis
+from celery.contrib.testing.worker import start_worker
+
+from kat_scheduler.config import load_settings
+from kat_scheduler.runner.worker import create_runner_app
+from tests.factories.redis_fixtures import REDIS_URL
+
+
+def test_a_task_delivered_again_after_it_ran_is_skipped(real_redis: redis.Redis, key_prefix: str) -> None:
+    ran: list[str] = []
+
+    def handler(kind: str, payload: dict[str, Any]) -> None:
+        ran.append(payload["id"])
+
+    settings = load_settings(redis_url=REDIS_URL, key_prefix=key_prefix, boefje_celery_queue=f"{key_prefix}-b")
+    app = create_runner_app(settings, handler=handler, broker_url="memory://")
+    app.conf.broker_transport_options = {"polling_interval": 0.005}
+    task_id = str(uuid.uuid4())
+    payload = {"id": task_id, "boefje": {"id": "dns"}, "input_ooi": "Hostname|internet|x", "organization": "o"}
+    with start_worker(app, pool="solo", perform_ping_check=False, queues=[settings.boefje_celery_queue]):
+        for _ in range(2):  # the second delivery stands for the one after a lost acknowledgement
+            app.send_task(settings.boefje_task_name, args=(payload,), task_id=task_id,
+                          queue=settings.boefje_celery_queue)
+        other = {**payload, "id": str(uuid.uuid4())}
+        app.send_task(settings.boefje_task_name, args=(other,), task_id=other["id"], queue=settings.boefje_celery_queue)
+        deadline = time.monotonic() + 10
+        while other["id"] not in ran and time.monotonic() < deadline:  # tasks run in order on one solo worker
+            time.sleep(0.01)
+    assert ran == [task_id, other["id"]]
+    assert real_redis.exists("{" + f"{key_prefix}:runner" + "}:done:" + task_id)
