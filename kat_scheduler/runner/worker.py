@@ -18,7 +18,7 @@ from typing import Any
 from celery import Celery, Task
 
 from kat_scheduler.config import Settings, load_settings
-from kat_scheduler.runner.once import FinishedTasks
+from kat_scheduler.runner.once import AlreadyRan, RunOnce
 
 logger = logging.getLogger(__name__)
 
@@ -58,20 +58,20 @@ def register_runner_tasks(app: Celery, settings: Settings, handler: Handler | No
     """Add the two tasks under the settings' names; without `handler`, SCHEDULER_RUNNER_HANDLER's is
     loaded at the first task, in the worker."""
     chosen: list[Handler] = [handler] if handler is not None else []
-    finished = FinishedTasks(settings)
+    once = RunOnce(settings)
 
     def run(kind: str, payload: dict[str, Any], task: Task) -> None:
         if not chosen:
             chosen.append(load_handler(settings.runner_handler))
         organisation = _organisation(kind, payload)
-        if finished.ran(task.request.id):
+        try:
+            with once.run(task.request.id):
+                logger.info("task %s (%s, organisation %s) starting on %s", task.request.id, kind, organisation,
+                            task.request.hostname)
+                chosen[0](kind, payload)
+        except AlreadyRan:
             logger.warning("task %s (%s, organisation %s) was delivered again after it ran; skipped",
                            task.request.id, kind, organisation)
-            return
-        logger.info("task %s (%s, organisation %s) starting on %s", task.request.id, kind, organisation,
-                    task.request.hostname)
-        chosen[0](kind, payload)
-        finished.finished(task.request.id)
 
     @app.task(name=settings.boefje_task_name, bind=True, shared=False)
     def handle_boefje(self: Task, payload: dict[str, Any]) -> None:
