@@ -134,7 +134,9 @@ local function flush_org_adds(by_org)
     for org, adds in pairs(by_org) do
         zadd_all(org_key(org), adds)
         count_queued(org, adds.n)
-        place_org(org, false)
+        -- A waiting organisation keeps its turn, and its band unless a manual task came in.
+        local current = redis.call("ZSCORE", P .. ":orgs", org)
+        if not current or (adds.manual and tonumber(current) >= BAND) then place_org(org, false) end
         by_org[org] = nil
     end
 end
@@ -207,6 +209,7 @@ local function push()
             adds[#adds + 1] = score
             adds[#adds + 1] = member
             adds.n = adds.n + 1
+            if tonumber(score) < 0 then adds.manual = true end
             by_org[org] = adds
             history[#history + 1] = now
             history[#history + 1] = id
@@ -226,13 +229,14 @@ local function push()
     return replies
 end
 
--- Find the next task for a claim: the best task of the organisation whose turn it is; with a
--- plugin filter, the first matching task in serving order within `scan_limit` looked-at tasks.
+-- Find the next task for a claim: the best task of the organisation whose turn it is (popped off its
+-- queue: the second reply is true); with a plugin filter, the first matching task in serving order
+-- within `scan_limit` looked-at tasks (still queued).
 local function next_candidate(filter, scan_limit)
     if not filter then
         local orgs = redis.call("ZRANGE", P .. ":orgs", 0, 0)
         if #orgs == 0 then return nil end
-        return redis.call("ZRANGE", org_key(orgs[1]), 0, 0)[1]
+        return redis.call("ZPOPMIN", org_key(orgs[1]))[1], true -- taken off its queue already
     end
     local looked, org_offset = 0, 0
     while looked < scan_limit do
@@ -255,11 +259,16 @@ end
 local function take(wanted, lease, filter, scan_limit, in_slot)
     local claimed = {}
     while #claimed < 2 * wanted do
-        local member = next_candidate(filter, scan_limit)
+        local member, popped = next_candidate(filter, scan_limit)
         if not member then break end
         local id = id_of(member)
         local r = read_record(id)
-        dequeue(id, r, true)
+        if popped then
+            count_queued(r[ORG], -1)
+            place_org(r[ORG], true)
+        else
+            dequeue(id, r, true)
+        end
         r[ATTEMPTS] = tonumber(r[ATTEMPTS]) + 1
         set_status(id, r, "dispatched")
         redis.call("ZADD", P .. ":leases", now + lease, id)
