@@ -86,12 +86,13 @@ class BoefjeScheduler(Scheduler):
         of the same object, starts a new run so that the later message has the last word."""
         results: list[PushResult] = []
         run: list[tuple[str, str, OOI]] = []  # (organisation, operation, object)
+        in_run: set[tuple[str, str]] = set()
         for event in events:
             ooi = event.value
             key = (event.client_id, event.primary_key)
-            if event.operation == "delete" or ooi is None or key in {(org, o.primary_key) for org, _, o in run}:
+            if event.operation == "delete" or ooi is None or key in in_run:
                 results += self._changed(run)
-                run = []
+                run, in_run = [], set()
             if event.operation == "delete":
                 self.forget_ooi(event.client_id, event.primary_key)
             elif ooi is None:
@@ -99,6 +100,7 @@ class BoefjeScheduler(Scheduler):
                                event.operation, event.primary_key)
             else:
                 run.append((event.client_id, event.operation, ooi))
+                in_run.add(key)
         return results + self._changed(run)
 
     def _changed(self, changes: list[tuple[str, str, OOI]]) -> list[PushResult]:

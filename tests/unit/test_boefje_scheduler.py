@@ -247,3 +247,12 @@ def test_a_manual_run_that_cannot_be_done_says_why(
 ) -> None:
     with pytest.raises(error):
         scheduler.push_manual(ORG, boefje_id, ooi)
+
+
+def test_in_a_batch_the_later_change_of_an_object_has_the_last_word(
+    scheduler: BoefjeScheduler, context: AppContext
+) -> None:
+    scheduler.on_mutations([mutation("update", HOST, level=3), mutation("update", HOST, level=1),
+                            mutation("update", IP, level=2), mutation("delete", IP)])
+    assert "deep" not in queued_boefjes(context) and "dns" in queued_boefjes(context)
+    assert queued_boefjes(context, IP) == set()
