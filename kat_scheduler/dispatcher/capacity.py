@@ -29,9 +29,6 @@ class RunnerCapacity:
     def slots(self, queue: str) -> int:
         return self._slots.get(queue, 0)
 
-    def knows(self, hostname: str) -> bool:
-        return hostname in self.runners
-
     def discover(self) -> dict[str, int]:
         """Ask every worker; answers (and keeps) the slots per queue. A failed broadcast keeps the last."""
         inspect = self.app.control.inspect(timeout=self.timeout)

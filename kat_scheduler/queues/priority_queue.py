@@ -255,10 +255,6 @@ class PriorityQueue:
         """Cancel every queued task of one OOI; returns their ids."""
         return list(self._call("cancel_ooi", self.retention_ms, organisation, ooi))
 
-    def active_ids_of_ooi(self, organisation: str, ooi: str) -> list[str]:
-        """The queued, dispatched and running tasks of one OOI."""
-        return list(self.client.hvals(f"{self.base}:a:{organisation}:{ooi}"))
-
     # -- dead letters ----------------------------------------------------------------------
 
     def dead_letters(self, offset: int = 0, limit: int = 100) -> list[TaskRecord]:

@@ -9,7 +9,6 @@ from fastapi import Depends, Request
 
 from kat_scheduler.context.context import KINDS, AppContext
 from kat_scheduler.queues import PriorityQueue
-from kat_scheduler.repositories import ScheduleRepository
 from kat_scheduler.server.config import ApiSettings
 from kat_scheduler.server.errors import ApiError
 
@@ -37,9 +36,3 @@ def queue_of(state: ApiState, scheduler_id: str) -> PriorityQueue:
     if scheduler_id not in KINDS or scheduler_id not in state.context.queues:
         raise ApiError(404, f"no scheduler {scheduler_id!r}; the schedulers are {', '.join(KINDS)}")
     return state.context.queues[scheduler_id]
-
-
-def schedules_of(state: ApiState, scheduler_id: str) -> ScheduleRepository:
-    if scheduler_id not in KINDS or scheduler_id not in state.context.schedules:
-        raise ApiError(404, f"no scheduler {scheduler_id!r}; the schedulers are {', '.join(KINDS)}")
-    return state.context.schedules[scheduler_id]

@@ -7,9 +7,8 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -22,21 +21,10 @@ from kat_scheduler.dispatcher import Dispatcher, DispatchOptions, routes_from
 from kat_scheduler.queues import PriorityQueue
 from kat_scheduler.runner.handlers import read_starts, starts_key
 from tests.factories.tasks import make_queue
+from tests.factories.waiting import wait_for
 
 CELERY = str(Path(sys.executable).parent / "celery")
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 10.0, what: str = "the condition") -> Any:
-    """Poll `condition` until it answers something true; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
 
 
 class Lane:

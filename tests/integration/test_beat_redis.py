@@ -15,8 +15,8 @@ import redis
 
 from kat_scheduler.simulation import SimulatedKAT
 from tests.factories.redis_fixtures import REDIS_URL
+from tests.factories.waiting import wait_for
 from tests.unit.test_beat import *  # noqa: F403  (the same tests, on the real Redis)
-from tests.unit.test_beat import wait_until
 
 LEASE_SECONDS = 1.0
 
@@ -45,7 +45,7 @@ def test_killing_the_leading_beat_process_makes_the_standby_lead(
     beat_processes: list[subprocess.Popen[bytes]], real_redis: redis.Redis, key_prefix: str
 ) -> None:
     pids = {p.pid for p in beat_processes}
-    wait_until(lambda: leader_pid(real_redis, key_prefix) in pids, 30, "a beat to lead")
+    wait_for(lambda: leader_pid(real_redis, key_prefix) in pids, 30, "a beat to lead")
     leader = leader_pid(real_redis, key_prefix)
     assert leader is not None
     watch_until = time.monotonic() + 2 * LEASE_SECONDS  # both tick many times: the leader stays the same
@@ -53,5 +53,5 @@ def test_killing_the_leading_beat_process_makes_the_standby_lead(
         assert leader_pid(real_redis, key_prefix) == leader
         time.sleep(0.05)
     os.kill(leader, signal.SIGKILL)
-    took = wait_until(lambda: leader_pid(real_redis, key_prefix) in pids - {leader}, 10, "the standby to lead")
+    took = wait_for(lambda: leader_pid(real_redis, key_prefix) in pids - {leader}, 10, "the standby to lead")
     assert took < 2 * LEASE_SECONDS  # at most what was left of the lease, plus a tick

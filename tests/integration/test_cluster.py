@@ -22,8 +22,8 @@ from kat_scheduler.repositories import ScheduleRepository
 from kat_scheduler.repositories.boefje_catalogue import BoefjeCatalogueRepository
 from tests.factories.redis_fixtures import delete_prefixed
 from tests.factories.tasks import boefje_task, make_queue, normalizer_task
+from tests.factories.waiting import wait_for
 from tests.unit.test_beat import *  # noqa: F403  (the same tests, on the cluster)
-from tests.unit.test_beat import wait_until
 from tests.unit.test_priority_queue import *  # noqa: F403
 from tests.unit.test_schedules import *  # noqa: F403
 
@@ -106,9 +106,9 @@ def test_a_wake_up_published_on_one_node_is_heard_on_another(cluster_client: red
     subscribed_on = node_of(cluster_client, boefjes.wake_channel)  # the first channel's node
     wakeup.start()
     try:
-        wait_until(lambda: cluster_client.pubsub_numsub(normalizers.wake_channel, target_nodes=subscribed_on)
+        wait_for(lambda: cluster_client.pubsub_numsub(normalizers.wake_channel, target_nodes=subscribed_on)
                    == [(normalizers.wake_channel, 1)], 5, "the subscription")
-        wait_until(wakeup.signalled.is_set, 5, "the wake-up after subscribing")
+        wait_for(wakeup.signalled.is_set, 5, "the wake-up after subscribing")
         wakeup.wait(0)
         assert not wakeup.wait(0.2)  # nothing was published
         assert normalizers.push(normalizer_task(), 1).accepted  # its script runs on the other master

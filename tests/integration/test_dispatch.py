@@ -17,8 +17,9 @@ from celery import Celery
 
 from kat_scheduler.runner.handlers import max_concurrency
 from tests.factories.redis_fixtures import REDIS_URL
-from tests.factories.runners import CELERY, ROOT, Lane, RunnerProcess, running, wait_for
+from tests.factories.runners import CELERY, ROOT, Lane, RunnerProcess, running
 from tests.factories.tasks import boefje_task
+from tests.factories.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,7 @@ from kat_scheduler.simulation import SimulatedKAT
 from kat_scheduler.simulation.events import raw_file_received
 from tests.factories.kat_world import ORG, mutation
 from tests.factories.rabbitmq_fixtures import TestPublisher, delete_queues, unique_queue_name
-from tests.unit.test_beat import wait_until
+from tests.factories.waiting import wait_for
 
 
 @pytest.fixture
@@ -44,7 +44,7 @@ def test_two_workers_turn_every_event_into_its_tasks_once(
         def handled() -> int:
             return sum(listener.handled for running in workers for listener, _ in running)
 
-        wait_until(lambda: handled() >= 301, 30, "every event handled")
+        wait_for(lambda: handled() >= 301, 30, "every event handled")
         assert context.boefjes.size() == 900 and context.normalizers.size() == 2
         assert sum(1 for running in workers if running[0][0].handled) == 2  # both workers took a share
         claimed = context.boefjes.claim(1000)

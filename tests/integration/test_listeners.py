@@ -6,7 +6,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -17,16 +17,9 @@ from kat_scheduler.connectors.listeners import Listener, RawFileReceivedListener
 from kat_scheduler.models import RawFileReceived, ScanProfileMutation
 from kat_scheduler.simulation import RabbitPublisher, SimulatedKAT, World
 from tests.factories.rabbitmq_fixtures import TestPublisher, close_connections
+from tests.factories.waiting import wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.01)
 
 
 def mutation(n: int, org: str = "org1") -> dict[str, Any]:

@@ -6,7 +6,6 @@ import multiprocessing
 import os
 import signal
 import time
-from collections.abc import Callable
 
 import pytest
 import redis
@@ -14,17 +13,10 @@ import redis
 from kat_scheduler.queues import PriorityQueue, PushOutcome, QueueUnavailable, connect
 from tests.factories.redis_fixtures import REDIS_URL
 from tests.factories.tasks import boefje_task, make_queue
+from tests.factories.waiting import wait_for
 from tests.unit.test_priority_queue import *  # noqa: F403  (the same tests, on the real Redis)
 
 CONTEXT = multiprocessing.get_context("spawn")
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.01)
 
 
 def _claim_until_empty(prefix: str) -> list[str]:
@@ -93,9 +85,9 @@ def test_a_claim_whose_holder_dies_comes_back_then_is_dead_lettered(client: redi
         holder.join()
         assert queue.records.get(task.id).attempts == attempt  # type: ignore[union-attr]
         if attempt == 1:
-            wait_until(lambda: queue.reap().requeued == [task.id], 5, "the lease to expire")
+            wait_for(lambda: queue.reap().requeued == [task.id], 5, "the lease to expire")
             assert queue.size() == 1
-    wait_until(lambda: queue.reap().dead_lettered == [task.id], 5, "the second lease to expire")
+    wait_for(lambda: queue.reap().dead_lettered == [task.id], 5, "the second lease to expire")
     assert queue.size() == 0 and [r.id for r in queue.dead_letters()] == [task.id]
 
 

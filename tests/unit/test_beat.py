@@ -14,15 +14,13 @@ from kat_scheduler.config import load_settings
 from kat_scheduler.context import AppContext
 from kat_scheduler.schedulers import BoefjeScheduler
 from tests.factories.kat_world import ORG, mutation
+from tests.factories.waiting import wait_for
 
 
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> float:
-    start = time.monotonic()
-    while not condition():
-        if time.monotonic() - start > timeout:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.01)
-    return time.monotonic() - start
+def lead(beat: KatScheduler) -> bool:
+    """One tick; whether the beat leads after it."""
+    beat.tick()
+    return beat.leadership.is_leader
 
 
 @pytest.fixture
@@ -57,7 +55,7 @@ def test_one_of_two_beats_leads_and_the_other_takes_over_when_it_dies(make_beat:
     lease = first.leadership.lease_ms / 1000
     # the leader dies: it stops ticking and renewing, and never releases its lease
     first.leadership.stop_keeping()
-    took = wait_until(lambda: second.tick() is not None and second.leadership.is_leader, 4 * lease, "a takeover")
+    took = wait_for(lambda: lead(second), 4 * lease, "a takeover")
     assert took < 2 * lease
     first.tick()
     assert not first.leadership.is_leader  # the old leader, back, stands by
@@ -102,7 +100,7 @@ def test_only_the_leader_runs_static_entries(make_beat: Callable[..., KatSchedul
     monkeypatch.setattr(KatScheduler, "apply_async", lambda self, entry, *a, **k: sent.append(entry.name))
     conf = {"beat_schedule": {"ping": {"task": "ping", "schedule": 0.01}}}
     leader, standby = make_beat(**conf), make_beat(**conf)
-    wait_until(lambda: (leader.tick(), standby.tick()) is not None and len(sent) >= 3, 5, "static entries")
+    wait_for(lambda: [lead(leader), lead(standby)] and len(sent) >= 3, 5, "static entries")
     assert standby.leadership.is_leader is False and set(sent) == {"ping"}
     count = len(sent)
     for _ in range(5):
@@ -117,6 +115,6 @@ def test_a_pass_is_bounded_and_the_next_pass_continues(make_beat: Callable[..., 
     beat.tick()  # the first pass also looks at the organisation's boefjes: every enabled one is new
     assert beat_context.boefjes.size() == 1  # one object visited per pass
     assert beat.boefjes.catalogue.jobs()
-    wait_until(lambda: beat.tick() is not None and not beat.boefjes.catalogue.jobs(), 10, "the passes to finish")
+    wait_for(lambda: [lead(beat)] and not beat.boefjes.catalogue.jobs(), 10, "the passes to finish")
     queued = beat_context.boefjes.counts()
     assert queued == {ORG: 3}  # dns on a and b, nmap on the IP

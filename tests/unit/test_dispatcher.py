@@ -21,8 +21,9 @@ from kat_scheduler.runner import create_runner_app, load_handler
 from kat_scheduler.runner.handlers import SimulatedRunner, StartRecorder, max_concurrency
 from kat_scheduler.runner.worker import RUNNER_DEFAULTS, register_runner_tasks
 from kat_scheduler.simulation import SimulatedKAT, World
-from tests.factories.runners import Lane, running, wait_for
+from tests.factories.runners import Lane, running
 from tests.factories.tasks import FakeClock, boefje_task, make_queue
+from tests.factories.waiting import wait_for
 
 
 @pytest.fixture
