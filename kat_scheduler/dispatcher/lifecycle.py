@@ -119,7 +119,8 @@ class Lifecycle:
             return
         tracked.runner = event.get("hostname")
         outcome = self.queues[tracked.kind].mark_running(task_id)
-        logger.debug("%s started on %s (%s)", self._about(task_id, tracked), tracked.runner, outcome)
+        if logger.isEnabledFor(logging.DEBUG):  # naming the organisation may cost a Redis read
+            logger.debug("%s started on %s (%s)", self._about(task_id, tracked), tracked.runner, outcome)
 
     def _on_rejected(self, event: dict[str, Any]) -> None:
         if not event.get("requeue"):
