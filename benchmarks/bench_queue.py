@@ -7,19 +7,28 @@ import uuid
 
 import redis
 
-from benchmarks.harness import Figure, rate, report
+from benchmarks.harness import Figure, Stopwatch, report
 from kat_scheduler.models import BoefjeTask
 from kat_scheduler.queues import PriorityQueue, connect
 
 REDIS_URL = os.environ.get("KAT_BENCH_REDIS_URL", "redis://localhost:6379/0")
+ROUNDS = 5
+BATCH_ROUNDS = 3
 
 
-def tasks(count: int, orgs: int = 10) -> list[BoefjeTask]:
+def tasks(count: int, orgs: int = 10, start: int = 0) -> list[BoefjeTask]:
     return [
         BoefjeTask(boefje={"id": "dns-records"}, input_ooi=f"Hostname|internet|host{n}.example.com",
                    organization=f"org{n % orgs}")
-        for n in range(count)
+        for n in range(start, start + count)
     ]
+
+
+def raw_pipelined_zadd(client: redis.Redis, key: str, members: dict[str, int]) -> None:
+    pipe = client.pipeline(transaction=False)
+    for member, score in members.items():
+        pipe.zadd(key, {member: score})
+    pipe.execute()
 
 
 def drop(client: redis.Redis, prefix: str) -> None:
@@ -48,42 +57,44 @@ def run(quick: bool = False) -> None:
     raw_key = f"{prefix}:raw"
     queue = PriorityQueue(client, "boefje", prefix=prefix)
     try:
-        members = [str(uuid.uuid4()) for _ in range(ops)]
-
-        def raw_zadd() -> None:
-            for n, member in enumerate(members):
-                client.zadd(raw_key, {member: n})
-
-        def raw_zpopmin() -> None:
-            for _ in range(ops):
-                client.zpopmin(raw_key)
-
-        raw_push_rate = rate(ops, raw_zadd)
-        raw_pop_rate = rate(ops, raw_zpopmin)
-
-        single = tasks(ops)
-        push_rate = rate(ops, lambda: [queue.push(task, 1) for task in single])
-        report(Figure("push", push_rate, "tasks/s", raw_push_rate, "raw single-client ZADD"))
-        claimed: list[str] = []
-        claim_rate = rate(ops, lambda: [claimed.append(queue.claim_one().id) for _ in range(ops)])  # type: ignore[union-attr]
-        report(Figure("claim", claim_rate, "tasks/s", raw_pop_rate, "raw single-client ZPOPMIN"))
-        ack_rate = rate(ops, lambda: [queue.ack(task_id) for task_id in claimed])
-        report(Figure("ack", ack_rate, "tasks/s", raw_pop_rate, "raw single-client ZPOPMIN"))
+        # Single operations, ours and raw in alternate rounds (see Stopwatch).
+        watch = Stopwatch()
+        per_round = ops // ROUNDS
+        for round_number in range(ROUNDS):
+            members = [str(uuid.uuid4()) for _ in range(per_round)]
+            single = tasks(per_round, start=round_number * per_round)
+            with watch.timing("raw zadd", per_round):
+                for n, member in enumerate(members):
+                    client.zadd(raw_key, {member: n})
+            with watch.timing("raw zpopmin", per_round):
+                for _ in range(per_round):
+                    client.zpopmin(raw_key)
+            with watch.timing("push", per_round):
+                for task in single:
+                    queue.push(task, 1)
+            with watch.timing("claim", per_round):
+                claimed = [queue.claim_one() for _ in range(per_round)]
+            with watch.timing("ack", per_round):
+                for record in claimed:
+                    queue.ack(record.id)  # type: ignore[union-attr]
+        report(Figure("push", watch.rate("push"), "tasks/s", watch.rate("raw zadd"), "raw single-client ZADD"))
+        report(Figure("claim", watch.rate("claim"), "tasks/s", watch.rate("raw zpopmin"),
+                      "raw single-client ZPOPMIN"))
+        report(Figure("ack", watch.rate("ack"), "tasks/s", watch.rate("raw zpopmin"), "raw single-client ZPOPMIN"))
         drop(client, prefix)
 
-        batch = tasks(10_000)
-        batch_members = {str(uuid.uuid4()): n for n in range(10_000)}
-
-        def raw_pipelined() -> None:
-            pipe = client.pipeline(transaction=False)
-            for member, score in batch_members.items():
-                pipe.zadd(raw_key, {member: score})
-            pipe.execute()
-
-        raw_batch_rate = rate(10_000, raw_pipelined)
-        batch_rate = rate(10_000, lambda: queue.push_many([(task, 1) for task in batch]))
-        report(Figure("batch push of 10,000", batch_rate, "tasks/s", raw_batch_rate, "raw pipelined ZADD"))
-        drop(client, prefix)
+        # Batches of 10,000, ours and raw pipelined ZADD in alternate rounds.
+        batches = Stopwatch()
+        for round_number in range(BATCH_ROUNDS):
+            batch = tasks(10_000, start=round_number * 10_000)
+            batch_members = {str(uuid.uuid4()): n for n in range(10_000)}
+            with batches.timing("raw", 10_000):
+                raw_pipelined_zadd(client, raw_key, batch_members)
+            with batches.timing("ours", 10_000):
+                queue.push_many([(task, 1) for task in batch])
+            drop(client, prefix)
+        report(Figure("batch push of 10,000", batches.rate("ours"), "tasks/s", batches.rate("raw"),
+                      "raw pipelined ZADD"))
 
         count = 20_000 if quick else 100_000
         queue.push_many([(task, 1) for task in tasks(count, orgs=100)])

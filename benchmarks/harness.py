@@ -9,7 +9,8 @@ raw" whether the figure is a rate (ours / raw) or a cost such as a latency (raw 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 LINES: list[str] = []
@@ -43,6 +44,26 @@ def report(figure: Figure) -> None:
     line = figure.line()
     LINES.append(line)
     print(line, flush=True)
+
+
+class Stopwatch:
+    """Time spent per label, summed over several rounds. A benchmark alternates its own operations with
+    the raw reference in rounds, so a slow spell of this shared machine hits both alike."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+
+    @contextmanager
+    def timing(self, label: str, count: int) -> Iterator[None]:
+        """Time the block, which performs `count` operations."""
+        start = time.perf_counter()
+        yield
+        self.seconds[label] = self.seconds.get(label, 0.0) + time.perf_counter() - start
+        self.counts[label] = self.counts.get(label, 0) + count
+
+    def rate(self, label: str) -> float:
+        return self.counts[label] / self.seconds[label]
 
 
 def rate(count: int, work: Callable[[], object]) -> float:

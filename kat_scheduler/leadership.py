@@ -20,10 +20,11 @@ from typing import Any
 import redis
 
 from kat_scheduler.queues.errors import UNAVAILABLE, QueueUnavailable
+from kat_scheduler.queues.lua_library import LuaLibrary
 
 logger = logging.getLogger(__name__)
 
-SCRIPT = (Path(__file__).parent / "leadership.lua").read_text()
+LEADERSHIP_LUA = Path(__file__).parent / "leadership.lua"
 
 
 class Leadership:
@@ -33,7 +34,7 @@ class Leadership:
         self.lease_ms = int(lease_seconds * 1000)
         self.token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"  # says who leads
         self.is_leader = False
-        self._script = client.register_script(SCRIPT)
+        self._lua = LuaLibrary(client, LEADERSHIP_LUA)
         self._lock = threading.Lock()  # the beat's thread and the keep-alive thread both renew
         self._stopping = threading.Event()
         self._keeper: threading.Thread | None = None
@@ -55,7 +56,7 @@ class Leadership:
 
     def _call(self, operation: str) -> bool:
         try:
-            return bool(self._script(keys=[self.key], args=[operation, self.token, self.lease_ms]))
+            return bool(self._lua([self.key], [operation, self.token, self.lease_ms]))
         except UNAVAILABLE as error:
             raise QueueUnavailable(self.client, error) from error
 

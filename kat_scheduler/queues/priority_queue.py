@@ -1,6 +1,6 @@
 """The Redis priority queue of one kind of task (boefje or normalizer).
 
-Every operation is one call of the Lua script beside this module (queue.lua), so any number of
+Every operation is one call of the Lua function beside this module (queue.lua), so any number of
 processes can push, claim and ack at once: Redis runs each call alone. Lower scores are served
 first (OpenKAT's convention); a negative score marks a manual task. Organisations take turns, see
 docs/fairness.md.
@@ -22,9 +22,10 @@ from pydantic import ValidationError
 
 from kat_scheduler.models.tasks import PAYLOAD_MODELS, BoefjeTask, NormalizerTask
 from kat_scheduler.queues.errors import UNAVAILABLE, InvalidItem, QueueUnavailable
+from kat_scheduler.queues.lua_library import LuaLibrary, is_missing
 from kat_scheduler.repositories.task_records import SEP, TaskRecord, TaskRepository
 
-SCRIPT = (Path(__file__).parent / "queue.lua").read_text()
+QUEUE_LUA = Path(__file__).parent / "queue.lua"
 MEMBER_SEQ_LENGTH = 16  # hex digits before the task id in a sorted-set member
 PUSH_CHUNK = 500  # items per script call in a batch push: keeps each call short for other clients
 
@@ -90,13 +91,12 @@ class PriorityQueue:
         self.filtered_claim_scan = filtered_claim_scan
         self.clock_ms = clock_ms
         self.records = TaskRepository(client, prefix, kind)
-        self._script = client.register_script(SCRIPT)
-        self._script_loaded = False
+        self._lua = LuaLibrary(client, QUEUE_LUA)
         self._sequence = itertools.count()
 
     def _call(self, operation: str, *args: Any) -> Any:
         try:
-            return self._script(keys=[self.base], args=[operation, self.clock_ms(), *args])
+            return self._lua([self.base], [operation, self.clock_ms(), *args])
         except UNAVAILABLE as error:
             raise QueueUnavailable(self.client, error) from error
 
@@ -109,15 +109,14 @@ class PriorityQueue:
             return [self._call(operation, *args) for args in arg_lists]
         sent: list[list[Any]] = []
         replies: list[Any] = []
-        connection = pool.get_connection()
         try:
-            if not self._script_loaded:
-                connection.send_command("SCRIPT", "LOAD", SCRIPT)
-                connection.read_response()
-                self._script_loaded = True
+            self._lua.ensure_loaded()
+            connection = pool.get_connection()
+        except UNAVAILABLE as error:
+            raise QueueUnavailable(self.client, error) from error
+        try:
             for args in arg_lists:
-                connection.send_command("EVALSHA", self._script.sha, 1, self.base, operation, self.clock_ms(),
-                                        *args)
+                connection.send_command(*self._lua.command([self.base], [operation, self.clock_ms(), *args]))
                 sent.append(args)
             for _ in sent:
                 try:
@@ -130,7 +129,7 @@ class PriorityQueue:
         finally:
             pool.release(connection)
         for n, reply in enumerate(replies):
-            if isinstance(reply, redis.exceptions.NoScriptError):  # Redis lost its scripts meanwhile
+            if isinstance(reply, redis.ResponseError) and is_missing(reply):  # Redis lost our functions meanwhile
                 replies[n] = self._call(operation, *sent[n])
             elif isinstance(reply, redis.ResponseError):
                 raise reply
@@ -164,8 +163,11 @@ class PriorityQueue:
         manual_may_overflow: bool = True,
     ) -> PushResult:
         """Queue one task. With update=True a queued task of the same identity takes the new score."""
-        return self.push_many([(payload, score)], schedule_id=schedule_id, update=update,
-                              manual_may_overflow=manual_may_overflow)[0]
+        task = self.validate(payload)
+        now = self.clock_ms()
+        item = _push_item(task, int(score), schedule_id, now, next(self._sequence))
+        reply = self._call("push", _push_options(self.maxsize, manual_may_overflow, update), item)
+        return _push_result(task.id, reply[1] if reply else "queued")
 
     def push_many(
         self,
@@ -178,14 +180,12 @@ class PriorityQueue:
         """Queue many (payload, score) pairs in few round trips; all are validated before any is written."""
         validated = [(self.validate(payload), int(score)) for payload, score in items]
         chunks = [validated[start:start + PUSH_CHUNK] for start in range(0, len(validated), PUSH_CHUNK)]
-        options = [self.maxsize, int(manual_may_overflow), int(update)]
+        options = _push_options(self.maxsize, manual_may_overflow, update)
 
         def arguments(chunk: list[tuple[Payload, int]]) -> list[Any]:
             now = self.clock_ms()
-            args: list[Any] = list(options)
-            for payload, score in chunk:
-                args += _push_item(payload, score, schedule_id, now, next(self._sequence))
-            return args
+            return [options, *(_push_item(payload, score, schedule_id, now, next(self._sequence))
+                               for payload, score in chunk)]
 
         if len(chunks) == 1:
             replies = [self._call("push", *arguments(chunks[0]))]
@@ -319,17 +319,21 @@ class PriorityQueue:
         return self.records.get_many(heads)
 
 
-def _push_item(payload: Payload, score: int, schedule_id: str | None, now_ms: int, count: int) -> tuple[str, ...]:
-    """One push item for queue.lua: the id, the sorted-set member and the record (RECORD_FIELDS).
+def _push_options(maxsize: int, manual_may_overflow: bool, update: bool) -> str:
+    """The push options as queue.lua reads them: "<maxsize>:<manual may overflow>:<update>"."""
+    return f"{maxsize}:{int(manual_may_overflow)}:{int(update)}"
 
-    The member starts with 16 hex digits of (clock << 20 | counter), so equal scores come out in
-    push order. The payload is stored without its id (the record's own key) and without empty
-    optional fields."""
+
+def _push_item(payload: Payload, score: int, schedule_id: str | None, now_ms: int, count: int) -> str:
+    """One push item for queue.lua: the task id and its record (RECORD_FIELDS), joined by SEP.
+
+    The record's seq is 16 hex digits of (clock << 20 | counter); the script makes the sorted-set
+    member "<seq><id>" of it, so equal scores come out in push order. The payload is stored without
+    its id (the record's own key) and without empty optional fields."""
     seq = f"{(now_ms << 20) | (count & 0xFFFFF):016x}"
     data = payload.model_dump_json(exclude={"id"}, exclude_none=True)
-    record = SEP.join(("queued", str(score), seq, "0", str(now_ms), str(now_ms), payload.organization,
-                       payload.hash, payload.input_ooi or "", payload.plugin_id, schedule_id or "", "", data))
-    return payload.id, seq + payload.id, record
+    return SEP.join((payload.id, "queued", str(score), seq, "0", str(now_ms), str(now_ms), payload.organization,
+                     payload.hash, payload.input_ooi or "", payload.plugin_id, schedule_id or "", "", data))
 
 
 _UNSAFE_IN_ORGANISATION = re.compile(r"[:{}\x00-\x1f]")

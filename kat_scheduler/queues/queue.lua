@@ -1,8 +1,10 @@
 -- kat_scheduler's priority queue: every operation on one queue, each one atomic.
 --
--- KEYS[1] is the queue's prefix, "{<prefix>:<kind>}"; every key below starts with it, so all keys of
--- one queue hash to one Redis Cluster slot. ARGV[1] names the operation, ARGV[2] is the caller's
--- clock in milliseconds, the rest belong to the operation.
+-- Loaded as a Redis function library (see lua_library.py): main(keys, args) below is the function.
+-- keys[1] is the queue's prefix, "{<prefix>:<kind>}"; every key below starts with it, so all keys of
+-- one queue hash to one Redis Cluster slot. args[1] names the operation, args[2] is the caller's
+-- clock in milliseconds, the rest belong to the operation. While a call runs, P, ARGV and now hold
+-- its prefix, arguments and clock; the operations read them.
 --
 -- Layout (P = KEYS[1]):
 --   P:t:<id>          string  the task record: the fields of FIELDS joined by SEP, the payload last
@@ -31,12 +33,9 @@
 -- The record is one string rather than a hash: a hash holding the payload outgrows Redis' compact
 -- encoding and costs more than twice the memory.
 
-local P = KEYS[1]
-local op = ARGV[1]
-local now = tonumber(ARGV[2])
+local P, ARGV, now
 local BAND = 1e15
 local SEP = "\31"
-local unpack = unpack or table.unpack -- Lua 5.1 in Redis, 5.4 elsewhere
 
 -- The record's fields, in order; keep in step with RECORD_FIELDS in repositories/task_records.py.
 local STATUS, PRIO, SEQ, ATTEMPTS, CREATED, MODIFIED, ORG, HASH, OOI, PLUGIN, SCHEDULE, REASON, DATA =
@@ -122,10 +121,11 @@ local function release_identity(id, r)
     if redis.call("HGET", group, r[HASH]) == id then redis.call("HDEL", group, r[HASH]) end
 end
 
--- Add score/member pairs to a sorted set, in slices that stay within Lua's stack.
+-- Add score/member pairs to a sorted set, in slices that stay within Lua's stack. (unpack is Lua 5.1's,
+-- as in Redis; table.unpack Lua 5.4's, as in fakeredis.)
 local function zadd_all(key, pairs)
     for start = 1, #pairs, 4000 do
-        redis.call("ZADD", key, unpack(pairs, start, math.min(start + 3999, #pairs)))
+        redis.call("ZADD", key, (unpack or table.unpack)(pairs, start, math.min(start + 3999, #pairs)))
     end
 end
 
@@ -141,46 +141,45 @@ local function flush_org_adds(by_org)
     end
 end
 
--- A new record: "queued", then capture score, seq, (attempts, created, modified,) organisation,
--- hash and OOI, and the remaining fields (plugin, schedule, reason, payload) after them.
+-- A pushed item: capture the id, then "queued", then capture the whole record (after the id) and in it
+-- score, seq, (attempts, created, modified,) organisation, hash and OOI; plugin, schedule, reason and
+-- payload follow.
 local FIELD = "([^" .. SEP .. "]*)" .. SEP
 local SKIP = "[^" .. SEP .. "]*" .. SEP
-local PUSHED_RECORD = "^queued" .. SEP .. FIELD .. FIELD .. SKIP .. SKIP .. SKIP .. FIELD .. FIELD .. FIELD ..
-    SKIP .. SKIP .. SKIP
+local PUSHED_ITEM = "^" .. FIELD .. "(queued" .. SEP .. FIELD .. FIELD .. SKIP .. SKIP .. SKIP .. FIELD .. FIELD ..
+    FIELD .. ".*)$"
 
--- push: ARGV[3] max size (0 = none), ARGV[4] "1" lets manual items exceed it, ARGV[5] "1" lets
--- a push re-prioritise a queued task of the same identity, then three arguments per item: the id,
--- the sorted-set member and the whole record, as the caller built them.
+-- push: ARGV[3] the options "<max size, 0 = none>:<1 lets manual items exceed it>:<1 lets a push
+-- re-prioritise a queued task of the same identity>", then one argument per item: the id and the
+-- record, joined by SEP, as the caller built them.
 -- Replies only the items that were not simply queued, as {position, outcome, ...}; an outcome is
 -- "updated:<id>", "duplicate:<id>:<status>", "full" or "id_taken".
 local function push()
-    local maxsize = tonumber(ARGV[3])
-    local manual_may_overflow = ARGV[4] == "1"
-    local may_update = ARGV[5] == "1"
-    if (#ARGV - 5) % 3 ~= 0 then return redis.error_reply("push: items come as id, member, record") end
+    local maxsize, overflow, update = string.match(ARGV[3], "^(%d+):([01]):([01])$")
+    if not maxsize then return redis.error_reply("push: options come as <max size>:<0|1>:<0|1>") end
+    maxsize = tonumber(maxsize)
+    local manual_may_overflow, may_update = overflow == "1", update == "1"
     local items = {}
-    for n = 6, #ARGV, 3 do
-        local position = (n - 3) / 3
-        local score, seq, org, hash, ooi = string.match(ARGV[n + 2], PUSHED_RECORD)
-        if not score then return redis.error_reply("push: item " .. position .. " has a malformed record") end
-        if ARGV[n] == "" or org == "" or hash == "" or ARGV[n + 1] ~= seq .. ARGV[n] then
-            return redis.error_reply("push: item " .. position .. " lacks an id, organisation or hash")
+    for n = 4, #ARGV do
+        local position = n - 3
+        local id, record, score, seq, org, hash, ooi = string.match(ARGV[n], PUSHED_ITEM)
+        if not id then return redis.error_reply("push: item " .. position .. " is not an id and a record") end
+        if id == "" or org == "" or hash == "" or #seq ~= 16 then
+            return redis.error_reply("push: item " .. position .. " lacks an id, seq, organisation or hash")
         end
         if not tonumber(score) then
             return redis.error_reply("push: item " .. position .. " has a score that is not a number")
         end
-        items[#items + 1] = {score, org, hash, ooi}
+        items[position] = {id, record, score, org, hash, ooi, member_of(seq, id)}
     end
     local size = 0
     if maxsize > 0 then
         for _, count in ipairs(redis.call("HVALS", P .. ":counts")) do size = size + tonumber(count) end
     end
     local added, by_org, history, replies = 0, {}, {}, {}
-    for position, f in ipairs(items) do
-        local n = 3 + 3 * position
-        local id, member = ARGV[n], ARGV[n + 1]
-        local score, org, hash = f[1], f[2], f[3]
-        local group = group_key(org, f[4])
+    for position, item in ipairs(items) do
+        local id, record, score, org, hash, ooi, member = item[1], item[2], item[3], item[4], item[5], item[6], item[7]
+        local group = group_key(org, ooi)
         local outcome = nil
         if maxsize > 0 and size >= maxsize and not (manual_may_overflow and tonumber(score) < 0) then
             if redis.call("HEXISTS", group, hash) == 0 then outcome = "full" end
@@ -201,7 +200,7 @@ local function push()
             else
                 outcome = "duplicate:" .. holder .. ":" .. status
             end
-        elseif not redis.call("SET", record_key(id), ARGV[n + 2], "NX") then
+        elseif not redis.call("SET", record_key(id), record, "NX") then
             redis.call("HDEL", group, hash)
             outcome = "id_taken"
         else
@@ -459,6 +458,10 @@ local operations = {
     reap = reap, cancel = cancel, cancel_ooi = cancel_ooi, requeue_dead = requeue_dead,
     drop_dead = drop_dead,
 }
-local operation = operations[op]
-if not operation then return redis.error_reply("unknown queue operation: " .. tostring(op)) end
-return operation()
+
+local function main(keys, args)
+    P, ARGV, now = keys[1], args, tonumber(args[2])
+    local operation = operations[args[1]]
+    if not operation then return redis.error_reply("unknown queue operation: " .. tostring(args[1])) end
+    return operation()
+end

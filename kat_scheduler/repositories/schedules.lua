@@ -1,16 +1,15 @@
 -- kat_scheduler's schedule store: the changes that touch more than one key, each atomic.
 --
--- KEYS[1] is the store's prefix, "{<prefix>:schedules:<kind>}" (S below). ARGV[1] names the
--- operation. Layout:
+-- Loaded as a Redis function library (see queues/lua_library.py): main(keys, args) below is the
+-- function. keys[1] is the store's prefix, "{<prefix>:schedules:<kind>}" (S below); args[1] names the
+-- operation; while a call runs, S and ARGV hold its prefix and arguments. Layout:
 --   S:s:<id>           string  the schedule as JSON (written by the caller, opaque here)
 --   S:hash             hash    work identity -> schedule id (one schedule per identity)
 --   S:due              zset    schedule id -> deadline (ms), enabled schedules with a deadline only
 --   S:all              zset    schedule id -> created (ms), for listing
 --   S:ooi:<org>:<ooi>  set     ids of the schedules of one OOI
 
-local S = KEYS[1]
-local op = ARGV[1]
-local unpack = unpack or table.unpack -- Lua 5.1 in Redis, 5.4 elsewhere
+local S, ARGV
 
 local function ooi_key(org, ooi) return S .. ":ooi:" .. org .. ":" .. ooi end
 
@@ -40,7 +39,7 @@ local function put()
     if (#ARGV - 1) % 9 ~= 0 then return redis.error_reply("put: schedules come as nine fields each") end
     local replies = {}
     for i = 2, #ARGV, 9 do
-        replies[#replies + 1] = put_one(unpack(ARGV, i, i + 8))
+        replies[#replies + 1] = put_one((unpack or table.unpack)(ARGV, i, i + 8)) -- Lua 5.1 in Redis, 5.4 in fakeredis
     end
     return replies
 end
@@ -57,6 +56,10 @@ local function delete()
 end
 
 local operations = {put = put, delete = delete}
-local operation = operations[op]
-if not operation then return redis.error_reply("unknown schedule operation: " .. tostring(op)) end
-return operation()
+
+local function main(keys, args)
+    S, ARGV = keys[1], args
+    local operation = operations[args[1]]
+    if not operation then return redis.error_reply("unknown schedule operation: " .. tostring(args[1])) end
+    return operation()
+end

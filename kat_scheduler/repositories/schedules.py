@@ -16,8 +16,9 @@ from typing import Any
 import redis
 
 from kat_scheduler.models.schedule import Schedule
+from kat_scheduler.queues.lua_library import LuaLibrary
 
-SCRIPT = (Path(__file__).parent / "schedules.lua").read_text()
+SCHEDULES_LUA = Path(__file__).parent / "schedules.lua"
 
 
 class DuplicateSchedule(Exception):
@@ -49,7 +50,7 @@ class ScheduleRepository:
         self.client: Any = client
         self.kind = kind
         self.base = "{" + f"{prefix}:schedules:{kind}" + "}"
-        self._script = client.register_script(SCRIPT)
+        self._lua = LuaLibrary(client, SCHEDULES_LUA)
 
     def _key(self, schedule_id: str) -> str:
         return f"{self.base}:s:{schedule_id}"
@@ -80,7 +81,7 @@ class ScheduleRepository:
 
     def save(self, schedule: Schedule, previous_hash: str | None = None) -> None:
         """Store a changed schedule (previous_hash: its identity before the change; "" for a new one)."""
-        [reply] = self._script(keys=[self.base], args=["put", *self._put_args(schedule, previous_hash)])
+        [reply] = self._lua([self.base], ["put", *self._put_args(schedule, previous_hash)])
         _check(reply)
 
     def save_many(self, schedules: Iterable[Schedule], *, new: bool = False) -> list[str]:
@@ -93,7 +94,7 @@ class ScheduleRepository:
         if len(args) == 1:
             return []
         held_by = []
-        for reply in self._script(keys=[self.base], args=args):
+        for reply in self._lua([self.base], args):
             if new and reply.startswith("duplicate:"):
                 held_by.append(reply.split(":", 1)[1])
             else:
@@ -114,7 +115,7 @@ class ScheduleRepository:
                 ooi_of(schedule.data), deadline, int(schedule.enabled), to_ms(schedule.created_at)]
 
     def delete(self, schedule: Schedule) -> bool:
-        reply = self._script(keys=[self.base], args=["delete", schedule.id, schedule.hash, schedule.organisation,
+        reply = self._lua([self.base], ["delete", schedule.id, schedule.hash, schedule.organisation,
                                                      ooi_of(schedule.data)])
         return bool(reply == "ok")
 

@@ -485,7 +485,8 @@ def test_redis_errors_are_503_not_500(api: TestClient, context: AppContext,
         raise redis.ConnectionError("refused")
 
     monkeypatch.setattr(context.redis, "hvals", refuse)
-    monkeypatch.setattr(context.redis, "evalsha", refuse)
+    for command in ("evalsha", "fcall", "function_load"):
+        monkeypatch.setattr(context.redis, command, refuse)
     for response in (api.get("/schedulers"), push(api)):
         assert response.status_code == 503 and "Redis" in response.json()["detail"]
 

@@ -56,13 +56,13 @@ def test_incomplete_urls_are_refused_before_connecting(url: str, complaint: str)
 
 
 def test_a_cluster_that_is_down_makes_the_queue_and_the_lease_unavailable(client: redis.Redis, key_prefix: str) -> None:
-    def cluster_down(**_: Any) -> None:
+    def cluster_down(*_: Any) -> None:
         raise ClusterDownError("The cluster is down")
 
     queue = make_queue(client, key_prefix)
-    queue._script = cluster_down
+    queue._lua = cluster_down  # type: ignore[assignment]
     with pytest.raises(QueueUnavailable, match="The cluster is down"):
         queue.push(boefje_task(), 1)
     leadership = Leadership(client, "{" + f"{key_prefix}:beat" + "}:leader", 1.0)
-    leadership._script = cluster_down
+    leadership._lua = cluster_down  # type: ignore[assignment]
     assert leadership.hold() is False  # a standby, not a crash

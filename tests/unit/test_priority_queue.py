@@ -119,14 +119,17 @@ def test_push_many_validates_everything_before_writing_anything(queue: PriorityQ
 def test_a_script_that_refuses_leaves_nothing_half_written(queue: PriorityQueue) -> None:
     from kat_scheduler.queues.priority_queue import _push_item
 
-    good = _push_item(boefje_task(), 5, None, 1000, 1)
-    task_id, member, record = _push_item(boefje_task(), 1, None, 1000, 2)
-    bad_score = (task_id, member, record.replace("\x1f1\x1f", "\x1fnot-a-number\x1f", 1))
+    good_task = boefje_task()
+    good = _push_item(good_task, 5, None, 1000, 1)
+    bad = _push_item(boefje_task(), 1, None, 1000, 2)
+    bad_score = bad.replace("\x1fqueued\x1f1\x1f", "\x1fqueued\x1fnot-a-number\x1f", 1)
     with pytest.raises(redis.ResponseError, match="not a number"):
-        queue._call("push", 0, 1, 0, *good, *bad_score)
-    with pytest.raises(redis.ResponseError, match="malformed record"):
-        queue._call("push", 0, 1, 0, *good, task_id, member, "queued\x1f1\x1forg")
-    assert queue.size() == 0 and queue.records.get(good[0]) is None and queue.records.count() == 0
+        queue._call("push", "0:1:0", good, bad_score)
+    with pytest.raises(redis.ResponseError, match="not an id and a record"):
+        queue._call("push", "0:1:0", good, bad.split("\x1f", 1)[0] + "\x1fqueued\x1f1\x1forg")
+    with pytest.raises(redis.ResponseError, match="options"):
+        queue._call("push", "0:yes:0", good)
+    assert queue.size() == 0 and queue.records.get(good_task.id) is None and queue.records.count() == 0
 
 
 # -- claim order ---------------------------------------------------------------------------------

@@ -1,0 +1,80 @@
+"""Our Lua files, run as Redis Functions, or as scripts where Redis has no functions.
+
+Each `.lua` file ends by defining `local function main(keys, args)`. On Redis 7 and later the file is
+loaded once as a function library (FUNCTION LOAD) and every call is an FCALL: Redis runs only the
+called function, not the whole file again as it does for EVALSHA, which makes a single queue
+operation noticeably cheaper (docs/queue.md, "Lua in Redis"). Redis 6 has no functions; there the
+same file runs as a script (EVALSHA), with the same results.
+
+The library and function names carry a digest of the file, so two versions of kat_scheduler can
+share a Redis during an upgrade, and loading is idempotent. A Redis that lost its functions (a
+restart without persistence, FUNCTION FLUSH) gets the library again on the next call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import redis
+
+Arg = str | int | float
+
+
+class LuaLibrary:
+    """One `.lua` file, callable with keys and arguments, as a function or (Redis 6) as a script."""
+
+    def __init__(self, client: redis.Redis, path: Path) -> None:
+        self.client: Any = client
+        source = path.read_text()
+        self.name = f"kat_{path.stem}_{hashlib.sha1(source.encode()).hexdigest()[:12]}"
+        self.library_code = f"#!lua name={self.name}\n{source}\nredis.register_function('{self.name}', main)\n"
+        # As a script, the file's own locals (some files name one ARGV) must not hide the script's globals.
+        self.script_code = f"local main = (function()\n{source}\nreturn main\nend)()\nreturn main(KEYS, ARGV)\n"
+        self._script = client.register_script(self.script_code)
+        self._as_function: bool | None = None  # unknown until the first load
+        self._lock = threading.Lock()
+
+    def __call__(self, keys: Sequence[str], args: Sequence[Arg]) -> Any:
+        self.ensure_loaded()
+        if not self._as_function:
+            return self._script(keys=list(keys), args=list(args))
+        try:
+            return self.client.fcall(self.name, len(keys), *keys, *args)
+        except redis.ResponseError as error:
+            if not is_missing(error):
+                raise
+            self.load()  # Redis lost its functions meanwhile
+            return self.client.fcall(self.name, len(keys), *keys, *args)
+
+    def ensure_loaded(self) -> None:
+        if self._as_function is None:
+            self.load()
+
+    def load(self) -> None:
+        """Load the library (on every primary of a cluster); on a Redis without functions, use the script."""
+        with self._lock:
+            try:
+                self.client.function_load(self.library_code, replace=True)
+                self._as_function = True
+            except redis.ResponseError as error:
+                if "unknown command" not in str(error).lower():
+                    raise
+                self.client.script_load(self.script_code)
+                self._as_function = False
+
+    def command(self, keys: Sequence[str], args: Sequence[Arg]) -> tuple[Arg, ...]:
+        """The raw command of one call, for sending several on one connection; a reply for which
+        is_missing() holds should be repeated through __call__. Call ensure_loaded() first."""
+        if self._as_function:
+            return ("FCALL", self.name, len(keys), *keys, *args)
+        return ("EVALSHA", self._script.sha, len(keys), *keys, *args)
+
+
+def is_missing(error: Exception) -> bool:
+    """Redis answered that it does not have our function or script (it restarted or was flushed)."""
+    return isinstance(error, redis.exceptions.NoScriptError) or (
+        isinstance(error, redis.ResponseError) and "function not found" in str(error).lower())
