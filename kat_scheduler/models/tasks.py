@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from enum import StrEnum
+from functools import cached_property
 from typing import Any, Literal
 
 import mmh3
@@ -45,9 +46,9 @@ class NormalizerRef(BaseModel):
 
 
 class BoefjeTask(BaseModel):
-    """The payload of a boefje task."""
+    """The payload of a boefje task. Frozen, so that its identity hash can be computed once."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
     id: str = Field(default_factory=new_task_id)
     boefje: BoefjeRef
@@ -60,7 +61,7 @@ class BoefjeTask(BaseModel):
             return f"{self.input_ooi}-{self.boefje.id}-{self.organization}"
         return f"{self.boefje.id}-{self.organization}"
 
-    @property
+    @cached_property
     def hash(self) -> str:
         return identity_hash(self.identity)
 
@@ -70,9 +71,9 @@ class BoefjeTask(BaseModel):
 
 
 class NormalizerTask(BaseModel):
-    """The payload of a normalizer task."""
+    """The payload of a normalizer task. Frozen, so that its identity hash can be computed once."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
     id: str = Field(default_factory=new_task_id)
     normalizer: NormalizerRef
@@ -90,7 +91,7 @@ class NormalizerTask(BaseModel):
     def identity(self) -> str:
         return f"{self.normalizer.id}-{self.raw_data.boefje_meta.id}-{self.organization}"
 
-    @property
+    @cached_property
     def hash(self) -> str:
         return identity_hash(self.identity)
 

@@ -13,11 +13,12 @@ local S, ARGV
 
 local function ooi_key(org, ooi) return S .. ":ooi:" .. org .. ":" .. ooi end
 
--- put: ARGV[2..] nine fields per schedule: id, JSON, hash, previous hash ("" for a new schedule),
--- organisation, OOI ("" for none), deadline ms ("" for none), "1" when enabled, created ms.
+-- put: ARGV[2..] one argument per schedule: id, hash, previous hash ("" for a new schedule),
+-- organisation, OOI ("" for none), deadline ms ("" for none), "1" when enabled, created ms and the
+-- JSON, joined by SEP (JSON never holds a raw SEP).
 -- Replies per schedule "ok", "duplicate:<id>" when another schedule has the identity, or "unknown"
 -- when an update names a schedule that is gone.
-local function put_one(id, json, hash, previous, org, ooi, deadline, enabled, created)
+local function put_one(id, hash, previous, org, ooi, deadline, enabled, created, json)
     enabled = enabled == "1"
     local holder = redis.call("HGET", S .. ":hash", hash)
     if holder and holder ~= id then return "duplicate:" .. holder end
@@ -35,11 +36,21 @@ local function put_one(id, json, hash, previous, org, ooi, deadline, enabled, cr
     return "ok"
 end
 
+local FIELD = "([^\31]*)\31"
+local PUT_ITEM = "^" .. FIELD .. FIELD .. FIELD .. FIELD .. FIELD .. FIELD .. FIELD .. FIELD .. "(.*)$"
+
 local function put()
-    if (#ARGV - 1) % 9 ~= 0 then return redis.error_reply("put: schedules come as nine fields each") end
+    local items = {}
+    for i = 2, #ARGV do
+        local item = {string.match(ARGV[i], PUT_ITEM)}
+        if #item ~= 9 or item[1] == "" or item[2] == "" then
+            return redis.error_reply("put: schedule " .. (i - 1) .. " is not nine fields joined by 0x1f")
+        end
+        items[#items + 1] = item
+    end
     local replies = {}
-    for i = 2, #ARGV, 9 do
-        replies[#replies + 1] = put_one((unpack or table.unpack)(ARGV, i, i + 8)) -- Lua 5.1 in Redis, 5.4 in fakeredis
+    for n, f in ipairs(items) do
+        replies[n] = put_one(f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9])
     end
     return replies
 end

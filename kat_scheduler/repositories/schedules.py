@@ -17,6 +17,7 @@ import redis
 
 from kat_scheduler.models.schedule import Schedule
 from kat_scheduler.queues.lua_library import LuaLibrary
+from kat_scheduler.repositories.task_records import SEP
 
 SCHEDULES_LUA = Path(__file__).parent / "schedules.lua"
 
@@ -66,9 +67,10 @@ class ScheduleRepository:
         enabled: bool = True,
         now: datetime | None = None,
     ) -> Schedule:
-        """A new schedule of this store's kind, not yet stored."""
+        """A new schedule of this store's kind, not yet stored. Built without validation: the schedulers
+        build one per queued task, from values of their own (the HTTP API validates its input first)."""
         now = now or datetime.now(UTC)
-        return Schedule(
+        return Schedule.model_construct(
             id=str(uuid.uuid4()), scheduler_id=self.kind, organisation=organisation, hash=identity_hash,
             data=data, enabled=enabled, schedule=cron, deadline_at=deadline_at, created_at=now, modified_at=now,
         )
@@ -81,16 +83,14 @@ class ScheduleRepository:
 
     def save(self, schedule: Schedule, previous_hash: str | None = None) -> None:
         """Store a changed schedule (previous_hash: its identity before the change; "" for a new one)."""
-        [reply] = self._lua([self.base], ["put", *self._put_args(schedule, previous_hash)])
+        [reply] = self._lua([self.base], ["put", _put_item(schedule, previous_hash)])
         _check(reply)
 
     def save_many(self, schedules: Iterable[Schedule], *, new: bool = False) -> list[str]:
         """Store many schedules in one script call (one round trip, atomic as a whole): changed ones, or with
         new=True new ones, skipping those whose identity has a schedule already. Returns the ids of
         the identities' holders that kept them from being stored."""
-        args: list[Any] = ["put"]
-        for schedule in schedules:
-            args += self._put_args(schedule, "" if new else None)
+        args = ["put", *(_put_item(schedule, "" if new else None) for schedule in schedules)]
         if len(args) == 1:
             return []
         held_by = []
@@ -107,12 +107,6 @@ class ScheduleRepository:
             return {}
         ids = self.client.hmget(f"{self.base}:hash", identity_hashes)
         return {s.hash: s for s in self.get_many(i for i in ids if i)}
-
-    def _put_args(self, schedule: Schedule, previous_hash: str | None) -> list[Any]:
-        deadline = "" if schedule.deadline_at is None else to_ms(schedule.deadline_at)
-        return [schedule.id, schedule.model_dump_json(), schedule.hash,
-                schedule.hash if previous_hash is None else previous_hash, schedule.organisation,
-                ooi_of(schedule.data), deadline, int(schedule.enabled), to_ms(schedule.created_at)]
 
     def delete(self, schedule: Schedule) -> bool:
         reply = self._lua([self.base], ["delete", schedule.id, schedule.hash, schedule.organisation,
@@ -150,6 +144,17 @@ class ScheduleRepository:
 
     def count(self) -> int:
         return int(self.client.zcard(f"{self.base}:all"))
+
+
+def _put_item(schedule: Schedule, previous_hash: str | None) -> str:
+    """One schedule for schedules.lua's put: its index fields and its JSON, joined by SEP."""
+    ooi = ooi_of(schedule.data)
+    if SEP in schedule.organisation or SEP in ooi:
+        raise ValueError("an organisation or OOI must not contain the unit separator (0x1f)")
+    deadline = "" if schedule.deadline_at is None else str(to_ms(schedule.deadline_at))
+    return SEP.join((schedule.id, schedule.hash, schedule.hash if previous_hash is None else previous_hash,
+                     schedule.organisation, ooi, deadline, "1" if schedule.enabled else "0",
+                     str(to_ms(schedule.created_at)), schedule.model_dump_json()))
 
 
 def _check(reply: str) -> None:

@@ -9,7 +9,7 @@ period; `history` lists the ids of the records that still exist.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -126,35 +126,52 @@ class TaskRepository:
         value = self.client.hget(f"{self.base}:lastrun", identity_hash)
         return int(value) if value is not None else None
 
-    def activity(self, works: Iterable[tuple[str, str | None, str]]) -> list[tuple[str | None, int | None]]:
+    def activity(self, works: Iterable[tuple[str, str | None, str]],
+                 known: Mapping[str, Mapping[str, str]] | None = None) -> list[tuple[str | None, int | None]]:
         """For each (organisation, OOI, identity hash): its active task id and the end of its last
-        finished run, in one round trip (one HMGET per object, one for all last runs)."""
+        finished run, in one round trip (one HMGET per object, one for all last runs). `known` holds
+        objects whose active tasks the caller read already (see active_by_ooi), by their group key
+        (group_key): those are not read again."""
         works = list(works)
         if not works:
             return []
+        known = known or {}
         by_group: dict[str, list[int]] = {}
         for index, (organisation, ooi, _) in enumerate(works):
-            by_group.setdefault(f"{self.base}:a:{organisation}:{ooi or ''}", []).append(index)
+            by_group.setdefault(self.group_key(organisation, ooi), []).append(index)
+        unread = [group for group in by_group if group not in known]
         pipe = self.client.pipeline(transaction=False)
-        for group, indexes in by_group.items():
-            pipe.hmget(group, [works[i][2] for i in indexes])
+        for group in unread:
+            pipe.hmget(group, [works[i][2] for i in by_group[group]])
         pipe.hmget(f"{self.base}:lastrun", [identity for _, _, identity in works])
-        *active_per_group, last_runs = pipe.execute()
+        *read, last_runs = pipe.execute()
         active: list[str | None] = [None] * len(works)
-        for indexes, found in zip(by_group.values(), active_per_group, strict=True):
-            for index, task_id in zip(indexes, found, strict=True):
+        for group, found in zip(unread, read, strict=True):
+            for index, task_id in zip(by_group[group], found, strict=True):
                 active[index] = task_id
+        for group in by_group.keys() & known.keys():
+            for index in by_group[group]:
+                active[index] = known[group].get(works[index][2])
         return [(task_id, int(last) if last is not None else None)
                 for task_id, last in zip(active, last_runs, strict=True)]
 
-    def active_ids(self, organisation: str, oois: list[str]) -> dict[str, list[str]]:
-        """The queued, dispatched and running task ids of each of an organisation's OOIs."""
+    def group_key(self, organisation: str, ooi: str | None) -> str:
+        """The key of an object's active tasks: identity hash -> task id (queue.lua's P:a:<org>:<ooi>)."""
+        return f"{self.base}:a:{organisation}:{ooi or ''}"
+
+    def active_by_ooi(self, organisation: str, oois: list[str]) -> dict[str, dict[str, str]]:
+        """The queued, dispatched and running tasks of each of an organisation's OOIs, as
+        {identity hash: task id}, in one round trip."""
         pipe = self.client.pipeline(transaction=False)
         for ooi in oois:
-            pipe.hvals(f"{self.base}:a:{organisation}:{ooi}")
+            pipe.hgetall(self.group_key(organisation, ooi))
         return dict(zip(oois, pipe.execute(), strict=True))
+
+    def active_ids(self, organisation: str, oois: list[str]) -> dict[str, list[str]]:
+        """The queued, dispatched and running task ids of each of an organisation's OOIs."""
+        return {ooi: list(tasks.values()) for ooi, tasks in self.active_by_ooi(organisation, oois).items()}
 
     def active_task_id(self, organisation: str, ooi: str | None, identity_hash: str) -> str | None:
         """The queued, dispatched or running task of this work identity, if any."""
-        value = self.client.hget(f"{self.base}:a:{organisation}:{ooi or ''}", identity_hash)
+        value = self.client.hget(self.group_key(organisation, ooi), identity_hash)
         return str(value) if value is not None else None

@@ -9,7 +9,7 @@ before it is ranked and queued.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -104,16 +104,22 @@ class BoefjeScheduler(Scheduler):
         return results + self._changed(run)
 
     def _changed(self, changes: list[tuple[str, str, OOI]]) -> list[PushResult]:
-        """Objects created or changed: cancel what their level no longer permits, queue what it does."""
+        """Objects created or changed: cancel what their level no longer permits, queue what it does.
+        The objects' active tasks are read once, for both."""
         results: list[PushResult] = []
         for organisation in dict.fromkeys(org for org, _, _ in changes):
             mine = [(operation, ooi) for org, operation, ooi in changes if org == organisation]
             plugins = {ooi.object_type: self.context.katalogus.get_boefjes_by_ooi_type(organisation, ooi.object_type)
                        for _, ooi in mine}
-            self.cancel_not_permitted(organisation, [(ooi, plugins[ooi.object_type]) for _, ooi in mine])
+            active = self.records.active_by_ooi(organisation, [ooi.primary_key for _, ooi in mine])
+            changed = [(ooi, plugins[ooi.object_type]) for _, ooi in mine]
+            cancelled = set(self.cancel_not_permitted(organisation, changed, active))
+            known = {self.records.group_key(organisation, primary_key):
+                     {identity: task_id for identity, task_id in tasks.items() if task_id not in cancelled}
+                     for primary_key, tasks in active.items()}
             pairs = [(p, ooi.primary_key) for operation, ooi in mine for p in plugins[ooi.object_type]
                      if permits(p, ooi) and (p.run_on is None or operation in p.run_on)]
-            results += self.push_eligible(organisation, pairs)
+            results += self.push_eligible(organisation, pairs, known_active=known)
         return results
 
     def forget_ooi(self, organisation: str, primary_key: str) -> None:
@@ -125,15 +131,18 @@ class BoefjeScheduler(Scheduler):
         logger.info("organisation %s: %s deleted; cancelled %d queued tasks, removed %d schedules",
                     organisation, primary_key, len(cancelled), len(schedules))
 
-    def cancel_not_permitted(self, organisation: str, changed: list[tuple[OOI, list[Plugin]]]) -> list[str]:
+    def cancel_not_permitted(self, organisation: str, changed: list[tuple[OOI, list[Plugin]]],
+                             active: Mapping[str, Mapping[str, str]] | None = None) -> list[str]:
         """Cancel the queued tasks of changed objects whose boefje the (possibly lowered) scan level, or
-        the boefje's own state, no longer allows."""
-        active = self.records.active_ids(organisation, [ooi.primary_key for ooi, _ in changed])
-        records = {r.id: r for r in self.records.get_many(i for ids in active.values() for i in ids)}
+        the boefje's own state, no longer allows. `active`: the objects' active tasks, when read already
+        (TaskRepository.active_by_ooi)."""
+        if active is None:
+            active = self.records.active_by_ooi(organisation, [ooi.primary_key for ooi, _ in changed])
+        records = {r.id: r for r in self.records.get_many(i for tasks in active.values() for i in tasks.values())}
         doomed = []
         for ooi, plugins in changed:
             by_id = {p.id: p for p in plugins}
-            for task_id in active[ooi.primary_key]:
+            for task_id in active[ooi.primary_key].values():
                 record = records.get(task_id)
                 if record is None or record.status is not TaskStatus.QUEUED:
                     continue
@@ -152,13 +161,16 @@ class BoefjeScheduler(Scheduler):
     # -- from candidates to queued tasks ---------------------------------------------------------
 
     def push_eligible(self, organisation: str, pairs: Iterable[tuple[Plugin, str]], *,
-                      schedule_next: bool = True) -> list[PushResult]:
+                      schedule_next: bool = True,
+                      known_active: Mapping[str, Mapping[str, str]] | None = None) -> list[PushResult]:
         """Rank and queue the (boefje, object) pairs whose work may run now: no task of the same work
-        active, and its last run older than the grace period. Gives queued work a schedule."""
+        active, and its last run older than the grace period. Gives queued work a schedule.
+        `known_active`: objects' active tasks read already, as for TaskRepository.activity."""
         now = self.now_ms()
         work = [(plugin, boefje_task(plugin, organisation, primary_key)) for plugin, primary_key in pairs]
         candidates = []
-        for (plugin, task), (active, last_run) in zip(work, self.run_states([t for _, t in work]), strict=True):
+        states = self.run_states([t for _, t in work], known_active)
+        for (plugin, task), (active, last_run) in zip(work, states, strict=True):
             fresh_for = freshness_seconds(plugin, self.settings.grace_period)
             if active or (last_run is not None and now - last_run < fresh_for * 1000):
                 continue
@@ -174,14 +186,15 @@ class BoefjeScheduler(Scheduler):
                                    if r.outcome is PushOutcome.QUEUED and c.plugin.run_on is None], from_ms(now))
         return results
 
-    def run_states(self, tasks: list[BoefjeTask]) -> list[tuple[bool, int | None]]:
+    def run_states(self, tasks: list[BoefjeTask],
+                   known_active: Mapping[str, Mapping[str, str]] | None = None) -> list[tuple[bool, int | None]]:
         """Per task: (is a run of this work queued or going, when did its last run end in ms).
 
         Our own records first, for all tasks in one round trip; Bytes only for work we have no
         record of (runs from before kat_scheduler, or from elsewhere), one request per object.
         A Bytes run without an end is still going."""
         states = [(active is not None, last) for active, last in
-                  self.records.activity((t.organization, t.input_ooi, t.hash) for t in tasks)]
+                  self.records.activity(((t.organization, t.input_ooi, t.hash) for t in tasks), known_active)]
         unknown: dict[tuple[str, str | None], list[int]] = {}
         for index, (active, last_run) in enumerate(states):
             if not active and last_run is None:

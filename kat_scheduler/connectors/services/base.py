@@ -1,4 +1,4 @@
-"""What every OpenKAT service client shares: a pooled session, timeouts, bounded retries, errors.
+"""What every OpenKAT service client shares: a connection pool, timeouts, bounded retries, errors.
 
 The scheduler must carry on when a service is slow or down, so a call never hangs longer than its
 timeout, transient failures (connection errors, timeouts, 5xx) are retried a bounded number of
@@ -8,18 +8,35 @@ service and the URL. A 404 is an answer ("not there"), never an error.
 
 from __future__ import annotations
 
+import http.client
+import json
 import logging
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Self
+from urllib.parse import urlencode
 
-import requests
-from requests.adapters import HTTPAdapter
+from kat_scheduler.connectors.services.connection_pool import ConnectionPool
 
 logger = logging.getLogger(__name__)
 
 Params = Mapping[str, Any] | Sequence[tuple[str, Any]] | None
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A service's answer, read in full (the connection is back in the pool)."""
+
+    status_code: int
+    url: str
+    body: bytes
+
+    def json(self) -> Any:
+        """The body as JSON; ValueError when it is not."""
+        return json.loads(self.body)
 
 
 class ServiceError(Exception):
@@ -38,7 +55,9 @@ class ServiceUnavailable(ServiceError):
 
 
 class HTTPServiceClient:
-    """A JSON-over-HTTP client with one pooled session, timeouts, retries and a request counter.
+    """A JSON-over-HTTP client with one connection pool, timeouts, retries and a request counter.
+
+    The transport is connection_pool.ConnectionPool (http.client with keep-alive): see there why.
 
     `retries` is the number of extra attempts after the first one; the n-th retry waits
     `backoff * 2**(n-1)` seconds (capped at `max_backoff`).
@@ -60,13 +79,8 @@ class HTTPServiceClient:
         self.retries = retries
         self.backoff = backoff
         self.max_backoff = max_backoff
-        self.session = requests.Session()
-        # OpenKAT's services are internal: no proxy or .netrc from the environment, whose lookup
-        # costs more than a whole request to a local service.
-        self.session.trust_env = False
-        adapter = HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
+        # OpenKAT's services are internal: connections go straight to them, no proxy.
+        self.pool = ConnectionPool(self.base_url, pool_size, timeout)
         self._count_lock = threading.Lock()
         self._request_count = 0
 
@@ -76,7 +90,7 @@ class HTTPServiceClient:
         return self._request_count
 
     def close(self) -> None:
-        self.session.close()
+        self.pool.close()
 
     def __enter__(self) -> Self:
         return self
@@ -98,9 +112,13 @@ class HTTPServiceClient:
         data: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
         retries: int | None = None,
-    ) -> requests.Response:
+    ) -> Answer:
         """One call with retries on transient failures; answers any status below 500."""
-        url = self.url(path)
+        query = f"?{urlencode(params, doseq=True)}" if params else ""
+        target = f"/{path.lstrip('/')}{query}"  # below the base URL
+        url = self.url(path) + query  # what messages name
+        body = urlencode(data) if data is not None else None
+        headers = {**FORM, **(headers or {})} if data is not None else dict(headers or {})
         attempts = 1 + (self.retries if retries is None else retries)
         reason = "no attempt made"
         for attempt in range(attempts):
@@ -112,22 +130,17 @@ class HTTPServiceClient:
             with self._count_lock:
                 self._request_count += 1
             try:
-                response = self.session.request(
-                    method, url, params=params, data=data, headers=headers, timeout=self.timeout
-                )
-            except requests.Timeout:
+                status, answer = self.pool.request(method, target, body, headers)
+            except TimeoutError:
                 reason = f"no answer within {self.timeout}s"
                 continue
-            except requests.ConnectionError as error:
+            except (OSError, http.client.HTTPException) as error:  # refused, reset, closed mid-answer, ...
                 reason = f"connection failed: {error.__class__.__name__}"
                 continue
-            except requests.RequestException as error:
-                raise ServiceError(self.service_name, url, f"request failed: {error}") from error
-            if response.status_code >= 500:
-                reason = f"HTTP {response.status_code}"
-                response.close()
+            if status >= 500:
+                reason = f"HTTP {status}"
                 continue
-            return response
+            return Answer(status, url, answer)
         raise ServiceUnavailable(self.service_name, url, f"{reason} after {attempts} attempt(s)")
 
     def _call(
@@ -138,7 +151,7 @@ class HTTPServiceClient:
         params: Params = None,
         data: Mapping[str, str] | None = None,
         retries: int | None = None,
-    ) -> requests.Response:
+    ) -> Answer:
         """The hook subclasses override to add authentication; plain `_send` by default."""
         return self._send(method, path, params=params, data=data, retries=retries)
 
@@ -147,7 +160,7 @@ class HTTPServiceClient:
         response = self._call("GET", path, params=params, retries=retries)
         return self._json_of(response)
 
-    def _json_of(self, response: requests.Response) -> Any | None:
+    def _json_of(self, response: Answer) -> Any | None:
         if response.status_code == 404:
             return None
         if response.status_code >= 400:

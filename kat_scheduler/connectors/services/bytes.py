@@ -7,11 +7,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import quote
 
-import requests
 from pydantic import ValidationError
 
 from kat_scheduler.config import Settings
-from kat_scheduler.connectors.services.base import HTTPServiceClient, Params, ServiceError
+from kat_scheduler.connectors.services.base import Answer, HTTPServiceClient, Params, ServiceError
 from kat_scheduler.models import BoefjeMeta, RawData
 
 
@@ -107,13 +106,12 @@ class BytesClient(HTTPServiceClient):
         params: Params = None,
         data: Mapping[str, str] | None = None,
         retries: int | None = None,
-    ) -> requests.Response:
+    ) -> Answer:
         token = self._current_token()
         response = self._send(method, path, params=params, data=data, retries=retries,
                               headers={"Authorization": f"bearer {token}"})
         if response.status_code != 401:
             return response
-        response.close()
         token = self._relogin(token)
         return self._send(method, path, params=params, data=data, retries=retries,
                           headers={"Authorization": f"bearer {token}"})
