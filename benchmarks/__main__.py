@@ -1,10 +1,15 @@
-"""`make bench`: run every benchmarks/bench_*.py module's run(), or those named with --only."""
+"""`make bench`: run every benchmarks/bench_*.py module's run(), or those named with --only.
+
+With several modules, each runs in a process of its own, so that one module's leftovers (threads of
+a Celery worker, an API server, big heaps for the garbage collector) do not slow the next one's
+measurements."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 import pkgutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -18,6 +23,10 @@ def main() -> int:
                    if m.name.startswith("bench_"))
     if args.only:
         names = [n for n in names if n.removeprefix("bench_") in args.only]
+    if len(names) > 1:
+        quick = ["--quick"] if args.quick else []
+        return max(subprocess.run([sys.executable, "-m", "benchmarks", "--only", name.removeprefix("bench_"), *quick],
+                                  check=False).returncode for name in names)
     failed = 0
     for name in names:
         module = importlib.import_module(f"benchmarks.{name}")

@@ -22,6 +22,7 @@ from typing import Any
 import redis
 
 Arg = str | int | float
+_RETRY_THROUGH_CLIENT = object()
 
 
 class LuaLibrary:
@@ -40,28 +41,62 @@ class LuaLibrary:
 
     def __call__(self, keys: Sequence[str], args: Sequence[Arg]) -> Any:
         self.ensure_loaded()
-        if not self._as_function:
-            return self._script(keys=list(keys), args=list(args))
-        try:
-            return self.client.fcall(self.name, len(keys), *keys, *args)
-        except redis.ResponseError as error:
-            if not is_missing(error):
-                raise
+        reply = self._on_a_pooled_connection(self.command(keys, args))
+        if reply is _RETRY_THROUGH_CLIENT:
+            reply = self._through_client(keys, args)
+        if isinstance(reply, redis.ResponseError) and is_missing(reply):
             self.load()  # Redis lost its functions meanwhile
-            return self.client.fcall(self.name, len(keys), *keys, *args)
+            reply = self._through_client(keys, args)
+        if isinstance(reply, redis.ResponseError):
+            raise reply
+        return reply
+
+    def _on_a_pooled_connection(self, command: tuple[Arg, ...]) -> Any:
+        """Send the call on a connection of the client's pool and read the reply (an error is returned,
+        not raised). This skips redis-py's per-command machinery, a good part of a single call's cost
+        on the client. A connection that fails asks for the call again through the client, whose
+        retries with backoff reconnect; a cluster client has no single pool and always goes there."""
+        pool = getattr(self.client, "connection_pool", None)
+        if pool is None:
+            return _RETRY_THROUGH_CLIENT
+        try:
+            connection = pool.get_connection()
+        except (redis.ConnectionError, redis.TimeoutError, OSError):
+            return _RETRY_THROUGH_CLIENT
+        try:
+            connection.send_command(*command)
+            return connection.read_response()
+        except redis.ResponseError as error:
+            return error
+        except (redis.ConnectionError, redis.TimeoutError, OSError):
+            connection.disconnect()
+            return _RETRY_THROUGH_CLIENT
+        finally:
+            pool.release(connection)
+
+    def _through_client(self, keys: Sequence[str], args: Sequence[Arg]) -> Any:
+        """The call through redis-py's client (its retries included); an error reply is returned."""
+        try:
+            if self._as_function:
+                return self.client.fcall(self.name, len(keys), *keys, *args)
+            return self._script(keys=list(keys), args=list(args))
+        except redis.ResponseError as error:
+            return error
 
     def ensure_loaded(self) -> None:
         if self._as_function is None:
             self.load()
 
     def load(self) -> None:
-        """Load the library (on every primary of a cluster); on a Redis without functions, use the script."""
+        """Load the library (on every primary of a cluster). On a Redis without functions, or a Redis user
+        not allowed FUNCTION LOAD (an ACL that permits scripts only), use the script instead."""
         with self._lock:
             try:
                 self.client.function_load(self.library_code, replace=True)
                 self._as_function = True
             except redis.ResponseError as error:
-                if "unknown command" not in str(error).lower():
+                if not isinstance(error, redis.exceptions.NoPermissionError) and \
+                        "unknown command" not in str(error).lower():
                     raise
                 self.client.script_load(self.script_code)
                 self._as_function = False

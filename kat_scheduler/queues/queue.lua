@@ -47,17 +47,16 @@ local function group_key(org, ooi) return P .. ":a:" .. org .. ":" .. ooi end
 local function member_of(seq, id) return seq .. id end
 local function id_of(member) return string.sub(member, 17) end
 
+-- One capture per field, the payload (which may hold anything) last: one string.match splits a record.
+local FIELD = "([^" .. SEP .. "]*)" .. SEP
+local SKIP = "[^" .. SEP .. "]*" .. SEP
+local RECORD = "^" .. FIELD .. FIELD .. FIELD .. FIELD .. FIELD .. FIELD .. FIELD .. FIELD .. FIELD .. FIELD .. FIELD ..
+    FIELD .. "(.*)$"
+
 local function read_record(id)
     local raw = redis.call("GET", record_key(id))
     if not raw then return nil end
-    local fields, start = {}, 1
-    for i = 1, DATA - 1 do
-        local stop = string.find(raw, SEP, start, true)
-        fields[i] = string.sub(raw, start, stop - 1)
-        start = stop + 1
-    end
-    fields[DATA] = string.sub(raw, start) -- the payload may hold anything
-    return fields
+    return {string.match(raw, RECORD)}
 end
 
 local function write_record(id, r) redis.call("SET", record_key(id), table.concat(r, SEP)) end
@@ -144,8 +143,6 @@ end
 -- A pushed item: capture the id, then "queued", then capture the whole record (after the id) and in it
 -- score, seq, (attempts, created, modified,) organisation, hash and OOI; plugin, schedule, reason and
 -- payload follow.
-local FIELD = "([^" .. SEP .. "]*)" .. SEP
-local SKIP = "[^" .. SEP .. "]*" .. SEP
 local PUSHED_ITEM = "^" .. FIELD .. "(queued" .. SEP .. FIELD .. FIELD .. SKIP .. SKIP .. SKIP .. FIELD .. FIELD ..
     FIELD .. ".*)$"
 

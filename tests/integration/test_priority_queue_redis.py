@@ -107,3 +107,25 @@ def test_an_unreachable_redis_is_named_in_the_error(key_prefix: str) -> None:
     queue = PriorityQueue(dead_end, "boefje", prefix=key_prefix)
     with pytest.raises(QueueUnavailable, match=r"Redis at redis://127.0.0.1:1/0 is unreachable"):
         queue.push(boefje_task(), 1)
+
+
+def test_a_failing_connection_is_retried_before_the_caller_hears_of_it(
+        key_prefix: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    client = connect(REDIS_URL, retries=3, timeout=1.0)
+    queue = PriorityQueue(client, "boefje", prefix=key_prefix)
+    assert queue.push(boefje_task(), 1).accepted  # connected, functions loaded
+    client.connection_pool.disconnect()
+    real_connect = redis.connection.Connection._connect
+    attempts = []
+
+    def flaky_connect(self: redis.connection.Connection) -> object:
+        attempts.append(1)
+        if len(attempts) <= 2:
+            raise ConnectionRefusedError("refused, as by a Redis that is restarting")
+        return real_connect(self)
+
+    monkeypatch.setattr(redis.connection.Connection, "_connect", flaky_connect)
+    assert queue.push(boefje_task(), 1).accepted
+    [claimed] = queue.claim()
+    assert len(attempts) == 3 and claimed is not None
+    client.close()

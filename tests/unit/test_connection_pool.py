@@ -78,7 +78,8 @@ def test_a_connection_the_server_closed_while_idle_is_replaced_without_an_error(
     pool = ConnectionPool(server.url, size=4, timeout=2.0)
     for count in range(1, 6):
         assert pool.request("GET", "/x", None, {}) == (200, b"{}")
-        wait_for(lambda: server.closed == count, timeout=5, what=f"the server closing connection {count}")
+        wait_for(lambda count=count: server.closed == count, timeout=5,
+                 what=f"the server closing connection {count}")
     assert server.connections == 5 and server.requests == 5  # no attempt went out on a dead connection
     pool.close()
 

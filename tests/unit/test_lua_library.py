@@ -17,13 +17,19 @@ from kat_scheduler.queues.priority_queue import PUSH_CHUNK, QUEUE_LUA
 from kat_scheduler.repositories.schedules import ScheduleRepository
 from tests.factories.tasks import boefje_task, make_queue
 
+REFUSALS = {
+    "Redis 6": redis.ResponseError("unknown command 'FUNCTION', with args beginning with: 'LOAD'"),
+    "an ACL without FUNCTION": redis.exceptions.NoPermissionError(
+        "this user has no permissions to run the 'function|load' command"),
+}
 
-def _without_functions(client: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make `client` answer FUNCTION LOAD as Redis 6 does."""
-    def unknown(*_: Any, **__: Any) -> None:
-        raise redis.ResponseError("unknown command 'FUNCTION', with args beginning with: 'LOAD'")
 
-    monkeypatch.setattr(client, "function_load", unknown)
+def _without_functions(client: redis.Redis, monkeypatch: pytest.MonkeyPatch, refusal: str = "Redis 6") -> None:
+    """Make `client` answer FUNCTION LOAD as Redis 6, or an ACL that allows scripts only, does."""
+    def refuse(*_: Any, **__: Any) -> None:
+        raise REFUSALS[refusal]
+
+    monkeypatch.setattr(client, "function_load", refuse)
 
 
 def test_the_library_is_named_after_its_file_and_content(client: redis.Redis, tmp_path: Path) -> None:
@@ -42,9 +48,10 @@ def test_queue_operations_run_as_functions(client: redis.Redis, key_prefix: str)
     assert queue._lua._as_function is True
 
 
+@pytest.mark.parametrize("refusal", sorted(REFUSALS))
 def test_a_redis_without_functions_runs_the_same_files_as_scripts(
-        client: redis.Redis, key_prefix: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    _without_functions(client, monkeypatch)
+        client: redis.Redis, key_prefix: str, monkeypatch: pytest.MonkeyPatch, refusal: str) -> None:
+    _without_functions(client, monkeypatch, refusal)
     queue = make_queue(client, key_prefix)
     task = boefje_task()
     assert queue.push(task, 1).outcome is PushOutcome.QUEUED
@@ -63,6 +70,15 @@ def test_a_redis_without_functions_runs_the_same_files_as_scripts(
     assert schedules.get(schedule.id) == schedule
     leadership = Leadership(client, "{" + f"{key_prefix}:beat" + "}:leader", 5.0)
     assert leadership.hold() is True and leadership.renew() is True
+
+
+def test_other_load_errors_are_not_hidden(client: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*_: Any, **__: Any) -> None:
+        raise redis.ResponseError("Error registering functions: ERR user_function:3: syntax error")
+
+    monkeypatch.setattr(client, "function_load", broken)
+    with pytest.raises(redis.ResponseError, match="syntax error"):
+        LuaLibrary(client, QUEUE_LUA).load()
 
 
 def test_a_redis_that_lost_its_functions_gets_them_again(client: redis.Redis, key_prefix: str) -> None:
