@@ -41,6 +41,10 @@ local SEP = "\31"
 local STATUS, PRIO, SEQ, ATTEMPTS, CREATED, MODIFIED, ORG, HASH, OOI, PLUGIN, SCHEDULE, REASON, DATA =
     1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13
 
+-- Numbers go to redis.call as strings made here: Redis turns a Lua number into a string with
+-- snprintf("%.17g"), which costs more than the command it is for. Whole numbers only.
+local function int(x) return string.format("%d", x) end
+
 local function record_key(id) return P .. ":t:" .. id end
 local function org_key(org) return P .. ":q:" .. org end
 local function group_key(org, ooi) return P .. ":a:" .. org .. ":" .. ooi end
@@ -71,7 +75,7 @@ end
 -- whose head task is manual is in band 0, before all others; a served organisation goes to the back
 -- of its band; the others keep their turn.
 local function place_org(org, served)
-    local head = redis.call("ZRANGE", org_key(org), 0, 0, "WITHSCORES")
+    local head = redis.call("ZRANGE", org_key(org), "0", "0", "WITHSCORES")
     if #head == 0 then
         redis.call("ZREM", P .. ":orgs", org)
         return
@@ -87,7 +91,7 @@ local function place_org(org, served)
         end
     end
     turn = turn or redis.call("INCR", P .. ":turn")
-    redis.call("ZADD", P .. ":orgs", band * BAND + turn, org)
+    redis.call("ZADD", P .. ":orgs", int(band * BAND + turn), org)
 end
 
 local function wake(reason) redis.call("PUBLISH", P .. ":wake", reason) end
@@ -98,7 +102,7 @@ local function free_slot(id)
 end
 
 local function count_queued(org, change)
-    if redis.call("HINCRBY", P .. ":counts", org, change) <= 0 then redis.call("HDEL", P .. ":counts", org) end
+    if redis.call("HINCRBY", P .. ":counts", org, int(change)) <= 0 then redis.call("HDEL", P .. ":counts", org) end
 end
 
 -- Queue a record again (released, reaped or requeued from the dead letters).
@@ -207,7 +211,7 @@ local function push()
             adds.n = adds.n + 1
             if tonumber(score) < 0 then adds.manual = true end
             by_org[org] = adds
-            history[#history + 1] = now
+            history[#history + 1] = ARGV[2]
             history[#history + 1] = id
             added = added + 1
             size = size + 1
@@ -230,7 +234,7 @@ end
 -- within `scan_limit` looked-at tasks (still queued).
 local function next_candidate(filter, scan_limit)
     if not filter then
-        local orgs = redis.call("ZRANGE", P .. ":orgs", 0, 0)
+        local orgs = redis.call("ZRANGE", P .. ":orgs", "0", "0")
         if #orgs == 0 then return nil end
         return redis.call("ZPOPMIN", org_key(orgs[1]))[1], true -- taken off its queue already
     end
@@ -265,15 +269,15 @@ local function take(wanted, lease, filter, scan_limit, in_slot)
         else
             dequeue(id, r, true)
         end
-        r[ATTEMPTS] = tonumber(r[ATTEMPTS]) + 1
+        r[ATTEMPTS] = int(tonumber(r[ATTEMPTS]) + 1)
         set_status(id, r, "dispatched")
-        redis.call("ZADD", P .. ":leases", now + lease, id)
+        redis.call("ZADD", P .. ":leases", int(now + lease), id)
         if in_slot then redis.call("SADD", P .. ":slots", id) end
         claimed[#claimed + 1] = id
         claimed[#claimed + 1] = table.concat(r, SEP)
     end
     local taken = math.floor(#claimed / 2) -- an integer in Lua 5.1 and 5.4 alike
-    if taken > 0 then redis.call("HINCRBY", P .. ":stats", in_slot and "dispatched" or "claimed", taken) end
+    if taken > 0 then redis.call("HINCRBY", P .. ":stats", in_slot and "dispatched" or "claimed", int(taken)) end
     return claimed
 end
 
@@ -335,9 +339,9 @@ local function ack()
     if status ~= "completed" and status ~= "failed" then return redis.error_reply("ack: bad status") end
     local r, problem = claimed_record(ARGV[3], ARGV[5])
     if not r then return problem end
-    finish(ARGV[3], r, status, tonumber(ARGV[6]))
+    finish(ARGV[3], r, status, ARGV[6])
     redis.call("HSET", P .. ":lastrun", r[HASH], ARGV[2])
-    redis.call("HINCRBY", P .. ":stats", status, 1)
+    redis.call("HINCRBY", P .. ":stats", status, "1")
     return "ok"
 end
 
@@ -361,7 +365,7 @@ end
 local function renew()
     local r, problem = claimed_record(ARGV[3], ARGV[4])
     if not r then return problem end
-    redis.call("ZADD", P .. ":leases", now + tonumber(ARGV[5]), ARGV[3])
+    redis.call("ZADD", P .. ":leases", int(now + tonumber(ARGV[5])), ARGV[3])
     return "ok"
 end
 
@@ -369,8 +373,8 @@ end
 -- Expired leases go back to the queue, or to the dead letters after max attempts.
 -- Replies {requeued ids, dead-lettered ids}.
 local function reap()
-    local max_attempts, limit = tonumber(ARGV[3]), tonumber(ARGV[4])
-    local expired = redis.call("ZRANGEBYSCORE", P .. ":leases", "-inf", now, "LIMIT", 0, limit)
+    local max_attempts = tonumber(ARGV[3])
+    local expired = redis.call("ZRANGEBYSCORE", P .. ":leases", "-inf", ARGV[2], "LIMIT", "0", ARGV[4])
     local requeued, dead = {}, {}
     for _, id in ipairs(expired) do
         local r = read_record(id)
@@ -383,16 +387,16 @@ local function reap()
             r[REASON] = "lease expired " .. r[ATTEMPTS] .. " times"
             set_status(id, r, "failed")
             release_identity(id, r)
-            redis.call("ZADD", P .. ":dead", now, id)
+            redis.call("ZADD", P .. ":dead", ARGV[2], id)
             dead[#dead + 1] = id
         else
             requeue(id, r)
             requeued[#requeued + 1] = id
         end
     end
-    redis.call("ZREMRANGEBYSCORE", P .. ":history", "-inf", now - tonumber(ARGV[5]))
-    if #requeued > 0 then redis.call("HINCRBY", P .. ":stats", "requeued", #requeued) end
-    if #dead > 0 then redis.call("HINCRBY", P .. ":stats", "dead_lettered", #dead) end
+    redis.call("ZREMRANGEBYSCORE", P .. ":history", "-inf", int(now - tonumber(ARGV[5])))
+    if #requeued > 0 then redis.call("HINCRBY", P .. ":stats", "requeued", int(#requeued)) end
+    if #dead > 0 then redis.call("HINCRBY", P .. ":stats", "dead_lettered", int(#dead)) end
     return {requeued, dead}
 end
 
@@ -409,7 +413,7 @@ end
 -- "cancelled" or the status that stopped it.
 local function cancel()
     local replies = {}
-    for i = 4, #ARGV do replies[#replies + 1] = cancel_one(ARGV[i], tonumber(ARGV[3])) end
+    for i = 4, #ARGV do replies[#replies + 1] = cancel_one(ARGV[i], ARGV[3]) end
     return replies
 end
 
@@ -417,7 +421,7 @@ end
 local function cancel_ooi()
     local cancelled = {}
     for _, id in ipairs(redis.call("HVALS", group_key(ARGV[4], ARGV[5]))) do
-        if cancel_one(id, tonumber(ARGV[3])) == "cancelled" then cancelled[#cancelled + 1] = id end
+        if cancel_one(id, ARGV[3]) == "cancelled" then cancelled[#cancelled + 1] = id end
     end
     return cancelled
 end
@@ -435,7 +439,7 @@ local function requeue_dead()
     if holder then return "duplicate:" .. holder end
     redis.call("ZREM", P .. ":dead", id)
     redis.call("HSET", group_key(r[ORG], r[OOI]), r[HASH], id)
-    r[ATTEMPTS] = 0
+    r[ATTEMPTS] = "0"
     r[REASON] = ""
     set_status(id, r, "queued")
     enqueue(id, r)
@@ -446,7 +450,7 @@ end
 -- drop_dead: ARGV[3] retention ms, ARGV[4] id. The record stays for the retention period.
 local function drop_dead()
     if redis.call("ZREM", P .. ":dead", ARGV[4]) == 0 then return "not_dead" end
-    redis.call("PEXPIRE", record_key(ARGV[4]), tonumber(ARGV[3]))
+    redis.call("PEXPIRE", record_key(ARGV[4]), ARGV[3])
     return "dropped"
 end
 
