@@ -3,6 +3,7 @@ mutation events turned into queued tasks end to end, and due schedules handled b
 
 from __future__ import annotations
 
+import http.client
 import multiprocessing
 import os
 import time
@@ -11,11 +12,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Event
+from urllib.parse import urlencode, urlsplit
 
 import pika
 
 from benchmarks.bench_queue import drop
-from benchmarks.harness import Figure, rate, report
+from benchmarks.harness import Figure, Stopwatch, rate, report
 from kat_scheduler.config import load_settings
 from kat_scheduler.connectors.listeners import InProcessBus
 from kat_scheduler.context import AppContext
@@ -99,6 +101,31 @@ def events_to_tasks(context: AppContext, prefix: str, events: int) -> None:
         connection.close()
 
 
+def bytes_lookup_cpu(context: AppContext, bytes_api: str, count: int) -> None:
+    """Client CPU of the one Bytes request a new object costs (the last runs on it), beside a bare
+    keep-alive http.client request for the same answer, alternating in rounds."""
+    client = context.bytes
+    token = client.login()
+    parts = urlsplit(bytes_api)
+    bare = http.client.HTTPConnection(parts.hostname, parts.port)
+    watch = Stopwatch(clock=time.process_time)
+    per_round = count // 5
+    for round_number in range(5):
+        hosts = [f"Hostname|internet|host{round_number * per_round + n}.example" for n in range(per_round)]
+        with watch.timing("ours", per_round):
+            for host in hosts:
+                client.get_last_runs(ORG, host, BOEFJES)
+        with watch.timing("bare", per_round):
+            for host in hosts:
+                query = urlencode({"input_ooi": host, "organization": ORG, "limit": 100, "descending": "true"})
+                bare.request("GET", f"{parts.path}/bytes/boefje_meta?{query}",
+                             headers={"Authorization": f"bearer {token}"})
+                bare.getresponse().read()
+    bare.close()
+    report(Figure("Bytes last-runs request, client CPU", 1e6 / watch.rate("ours"), "µs", 1e6 / watch.rate("bare"),
+                  "a bare keep-alive http.client request", lower_is_better=True))
+
+
 def due_schedules(context: AppContext, prefix: str, count: int) -> None:
     """`count` schedules whose work last ran two days ago, all due: the beat's pass over them."""
     repository = context.schedules["boefje"]
@@ -155,6 +182,7 @@ def run(quick: bool = False) -> None:
     try:
         events_to_tasks(context, prefix, events)
         drop(context.redis, prefix)
+        bytes_lookup_cpu(context, bytes_api, 1_000 if quick else 5_000)
         due_schedules(context, prefix, schedules)
     finally:
         drop(context.redis, prefix)

@@ -21,6 +21,7 @@ import pika.exceptions
 from chaos.services import hostname
 from kat_scheduler.connectors.listeners.openkat import SCAN_PROFILE_MUTATIONS
 from kat_scheduler.simulation.events import scan_profile_mutation
+from kat_scheduler.simulation.publisher import RabbitPublisher
 from kat_scheduler.simulation.world import ooi
 
 logger = logging.getLogger(__name__)
@@ -54,8 +55,7 @@ class Load(threading.Thread):
         self._published: list[Published] = []
         self._lock = threading.Lock()
         self._stop_event = threading.Event()
-        self._channel: pika.adapters.blocking_connection.BlockingChannel | None = None
-        self._connection: pika.BlockingConnection | None = None
+        self._publisher = RabbitPublisher(queue_uri, confirm=True)
 
     # -- what was published ------------------------------------------------------------------------
 
@@ -72,7 +72,7 @@ class Load(threading.Thread):
     def stop(self) -> None:
         self._stop_event.set()
         self.join(30)
-        self._close()
+        self._publisher.close()
 
     def run(self) -> None:
         serials = itertools.count(1)
@@ -103,32 +103,11 @@ class Load(threading.Thread):
     def _publish(self, body: bytes) -> bool:
         """One confirmed publish; False (and a fresh connection next time) when it failed."""
         try:
-            channel = self._open()
-            channel.basic_publish("", SCAN_PROFILE_MUTATIONS, body,
-                                  pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent,
-                                                       content_type="application/json"), mandatory=True)
+            self._publisher.publish(SCAN_PROFILE_MUTATIONS, body)
             return True
         except (pika.exceptions.AMQPError, OSError) as error:
             self.publish_failures += 1
             if self.publish_failures % 10 == 1:
                 logger.warning("load: publishing failed (%r); retrying", error)
-            self._close()
+            self._publisher.close()
             return False
-
-    def _open(self) -> pika.adapters.blocking_connection.BlockingChannel:
-        if self._channel is None or self._connection is None or not self._connection.is_open:
-            self._close()
-            self._connection = pika.BlockingConnection(pika.URLParameters(self.queue_uri))
-            channel = self._connection.channel()
-            channel.confirm_delivery()
-            channel.queue_declare(SCAN_PROFILE_MUTATIONS, durable=True)
-            self._channel = channel
-        return self._channel
-
-    def _close(self) -> None:
-        connection, self._connection, self._channel = self._connection, None, None
-        if connection is not None and connection.is_open:
-            try:
-                connection.close()
-            except (pika.exceptions.AMQPError, OSError):
-                logger.debug("closing the load's connection failed", exc_info=True)

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import redis
 
 Arg = str | int | float
-_RETRY_THROUGH_CLIENT = object()
+CONNECTION_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
 
 
 class LuaLibrary:
@@ -40,37 +40,56 @@ class LuaLibrary:
         self._lock = threading.Lock()
 
     def __call__(self, keys: Sequence[str], args: Sequence[Arg]) -> Any:
-        self.ensure_loaded()
-        reply = self._on_a_pooled_connection(self.command(keys, args))
-        if reply is _RETRY_THROUGH_CLIENT:
-            reply = self._through_client(keys, args)
-        if isinstance(reply, redis.ResponseError) and is_missing(reply):
-            self.load()  # Redis lost its functions meanwhile
-            reply = self._through_client(keys, args)
-        if isinstance(reply, redis.ResponseError):
-            raise reply
+        [reply] = self.call_many(keys, (args,))
         return reply
 
-    def _on_a_pooled_connection(self, command: tuple[Arg, ...]) -> Any:
-        """Send the call on a connection of the client's pool and read the reply (an error is returned,
-        not raised). This skips redis-py's per-command machinery, a good part of a single call's cost
-        on the client. A connection that fails asks for the call again through the client, whose
-        retries with backoff reconnect; a cluster client has no single pool and always goes there."""
+    def call_many(self, keys: Sequence[str], arg_lists: Iterable[Sequence[Arg]]) -> list[Any]:
+        """Call once per argument list, on one connection of the client's pool: each call is sent as soon
+        as `arg_lists` yields it and the replies are read at the end, so Redis runs one call while
+        Python builds the next. Each call is atomic on its own. Raises the first error reply.
+
+        The pooled connection skips redis-py's per-command machinery, a good part of a single call's
+        cost on the client. Calls left without a reply (a connection that failed, or a cluster client,
+        which has no single pool) go through the client, whose retries with backoff reconnect; as with
+        redis-py's own retries, a call whose reply was lost may then run twice."""
+        self.ensure_loaded()
+        arg_lists = iter(arg_lists)
+        sent: list[Sequence[Arg]] = []
+        replies: list[Any] = []
         pool = getattr(self.client, "connection_pool", None)
-        if pool is None:
-            return _RETRY_THROUGH_CLIENT
+        if pool is not None:
+            self._stream(pool, keys, arg_lists, sent, replies)
+        sent += arg_lists  # what was not sent: all of it for a cluster client
+        replies += [self._through_client(keys, args) for args in sent[len(replies):]]
+        missing = [n for n, reply in enumerate(replies) if isinstance(reply, redis.ResponseError) and is_missing(reply)]
+        if missing:
+            self.load()  # Redis lost its functions meanwhile
+            for n in missing:
+                replies[n] = self._through_client(keys, sent[n])
+        for reply in replies:
+            if isinstance(reply, redis.ResponseError):
+                raise reply
+        return replies
+
+    def _stream(self, pool: Any, keys: Sequence[str], arg_lists: Iterator[Sequence[Arg]],
+                sent: list[Sequence[Arg]], replies: list[Any]) -> None:
+        """Send the calls on one pooled connection and read their replies (error replies included) into
+        `replies`; a connection failure stops it, leaving the rest of `sent` without a reply."""
         try:
             connection = pool.get_connection()
-        except (redis.ConnectionError, redis.TimeoutError, OSError):
-            return _RETRY_THROUGH_CLIENT
+        except CONNECTION_ERRORS:
+            return
         try:
-            connection.send_command(*command)
-            return connection.read_response()
-        except redis.ResponseError as error:
-            return error
-        except (redis.ConnectionError, redis.TimeoutError, OSError):
+            for args in arg_lists:
+                sent.append(args)
+                connection.send_command(*self._command(keys, args))
+            for _ in sent:
+                try:
+                    replies.append(connection.read_response())
+                except redis.ResponseError as error:
+                    replies.append(error)
+        except CONNECTION_ERRORS:
             connection.disconnect()
-            return _RETRY_THROUGH_CLIENT
         finally:
             pool.release(connection)
 
@@ -101,9 +120,7 @@ class LuaLibrary:
                 self.client.script_load(self.script_code)
                 self._as_function = False
 
-    def command(self, keys: Sequence[str], args: Sequence[Arg]) -> tuple[Arg, ...]:
-        """The raw command of one call, for sending several on one connection; a reply for which
-        is_missing() holds should be repeated through __call__. Call ensure_loaded() first."""
+    def _command(self, keys: Sequence[str], args: Sequence[Arg]) -> tuple[Arg, ...]:
         if self._as_function:
             return ("FCALL", self.name, len(keys), *keys, *args)
         return ("EVALSHA", self._script.sha, len(keys), *keys, *args)

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from kat_scheduler.models.tasks import PAYLOAD_MODELS, BoefjeTask, NormalizerTask
 from kat_scheduler.queues.errors import UNAVAILABLE, InvalidItem, QueueUnavailable
-from kat_scheduler.queues.lua_library import LuaLibrary, is_missing
+from kat_scheduler.queues.lua_library import LuaLibrary
 from kat_scheduler.repositories.task_records import SEP, TaskRecord, TaskRepository
 
 QUEUE_LUA = Path(__file__).parent / "queue.lua"
@@ -100,40 +100,12 @@ class PriorityQueue:
         except UNAVAILABLE as error:
             raise QueueUnavailable(self.client, error) from error
 
-    def _call_streamed(self, operation: str, arg_lists: Iterable[list[Any]]) -> list[Any]:
-        """Several calls of one operation on one connection, each sent as soon as its arguments are
-        built and all replies read at the end: Redis runs one call while Python builds the next.
-        Every call is atomic on its own, as with _call."""
-        pool = getattr(self.client, "connection_pool", None)
-        if pool is None:  # a cluster client: each call goes by itself to the node of the queue's slot
-            return [self._call(operation, *args) for args in arg_lists]
-        sent: list[list[Any]] = []
-        replies: list[Any] = []
+    def _call_many(self, operation: str, arg_lists: Iterable[list[Any]]) -> list[Any]:
+        """Several calls of one operation, streamed on one connection (LuaLibrary.call_many)."""
         try:
-            self._lua.ensure_loaded()
-            connection = pool.get_connection()
+            return self._lua.call_many([self.base], ([operation, self.clock_ms(), *args] for args in arg_lists))
         except UNAVAILABLE as error:
             raise QueueUnavailable(self.client, error) from error
-        try:
-            for args in arg_lists:
-                connection.send_command(*self._lua.command([self.base], [operation, self.clock_ms(), *args]))
-                sent.append(args)
-            for _ in sent:
-                try:
-                    replies.append(connection.read_response())
-                except redis.ResponseError as error:
-                    replies.append(error)
-        except (redis.ConnectionError, redis.TimeoutError) as error:
-            connection.disconnect()
-            raise QueueUnavailable(self.client, error) from error
-        finally:
-            pool.release(connection)
-        for n, reply in enumerate(replies):
-            if isinstance(reply, redis.ResponseError) and is_missing(reply):  # Redis lost our functions meanwhile
-                replies[n] = self._call(operation, *sent[n])
-            elif isinstance(reply, redis.ResponseError):
-                raise reply
-        return replies
 
     # -- pushing -----------------------------------------------------------------------------
 
@@ -190,7 +162,7 @@ class PriorityQueue:
         if len(chunks) == 1:
             replies = [self._call("push", *arguments(chunks[0]))]
         else:
-            replies = self._call_streamed("push", (arguments(chunk) for chunk in chunks))
+            replies = self._call_many("push", (arguments(chunk) for chunk in chunks))
         results: list[PushResult] = []
         for chunk, exceptions in zip(chunks, replies, strict=True):
             outcomes = dict(zip(exceptions[::2], exceptions[1::2], strict=True))

@@ -55,15 +55,22 @@ local function put()
     return replies
 end
 
--- delete: ARGV[2] id, ARGV[3] hash, ARGV[4] organisation, ARGV[5] OOI.
-local function delete()
-    local id = ARGV[2]
+local function delete_one(id, hash, org, ooi)
     if redis.call("DEL", S .. ":s:" .. id) == 0 then return "unknown" end
-    if redis.call("HGET", S .. ":hash", ARGV[3]) == id then redis.call("HDEL", S .. ":hash", ARGV[3]) end
+    if redis.call("HGET", S .. ":hash", hash) == id then redis.call("HDEL", S .. ":hash", hash) end
     redis.call("ZREM", S .. ":due", id)
     redis.call("ZREM", S .. ":all", id)
-    if ARGV[5] ~= "" then redis.call("SREM", ooi_key(ARGV[4], ARGV[5]), id) end
+    if ooi ~= "" then redis.call("SREM", ooi_key(org, ooi), id) end
     return "ok"
+end
+
+-- delete: ARGV[2..] four arguments per schedule: id, hash, organisation, OOI ("" for none).
+-- Replies per schedule "ok", or "unknown" when it was gone already.
+local function delete()
+    if (#ARGV - 1) % 4 ~= 0 then return redis.error_reply("delete: schedules come as four fields each") end
+    local replies = {}
+    for i = 2, #ARGV, 4 do replies[#replies + 1] = delete_one(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]) end
+    return replies
 end
 
 local operations = {put = put, delete = delete}

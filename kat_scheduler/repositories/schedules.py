@@ -109,9 +109,17 @@ class ScheduleRepository:
         return {s.hash: s for s in self.get_many(i for i in ids if i)}
 
     def delete(self, schedule: Schedule) -> bool:
-        reply = self._lua([self.base], ["delete", schedule.id, schedule.hash, schedule.organisation,
-                                                     ooi_of(schedule.data)])
-        return bool(reply == "ok")
+        """Remove a schedule; False when it was gone already."""
+        return self.delete_many([schedule]) == 1
+
+    def delete_many(self, schedules: Iterable[Schedule]) -> int:
+        """Remove schedules in one call; how many were still there."""
+        args = ["delete"]
+        for schedule in schedules:
+            args += [schedule.id, schedule.hash, schedule.organisation, ooi_of(schedule.data)]
+        if len(args) == 1:
+            return 0
+        return sum(reply == "ok" for reply in self._lua([self.base], args))
 
     def get(self, schedule_id: str) -> Schedule | None:
         stored = self.client.get(self._key(schedule_id))

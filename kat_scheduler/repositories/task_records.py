@@ -127,31 +127,30 @@ class TaskRepository:
         return int(value) if value is not None else None
 
     def activity(self, works: Iterable[tuple[str, str | None, str]],
-                 known: Mapping[str, Mapping[str, str]] | None = None) -> list[tuple[str | None, int | None]]:
+                 known: Mapping[tuple[str, str], Mapping[str, str]] | None = None,
+                 ) -> list[tuple[str | None, int | None]]:
         """For each (organisation, OOI, identity hash): its active task id and the end of its last
-        finished run, in one round trip (one HMGET per object, one for all last runs). `known` holds
-        objects whose active tasks the caller read already (see active_by_ooi), by their group key
-        (group_key): those are not read again."""
+        finished run, in one round trip (one HMGET per object, one for all last runs). `known`: the
+        active tasks of objects the caller read already (active_by_ooi), by (organisation, OOI); those
+        are not read again."""
         works = list(works)
         if not works:
             return []
         known = known or {}
-        by_group: dict[str, list[int]] = {}
+        by_object: dict[tuple[str, str], list[int]] = {}
         for index, (organisation, ooi, _) in enumerate(works):
-            by_group.setdefault(self.group_key(organisation, ooi), []).append(index)
-        unread = [group for group in by_group if group not in known]
+            by_object.setdefault((organisation, ooi or ""), []).append(index)
+        unread = [key for key in by_object if key not in known]
         pipe = self.client.pipeline(transaction=False)
-        for group in unread:
-            pipe.hmget(group, [works[i][2] for i in by_group[group]])
+        for organisation, ooi in unread:
+            pipe.hmget(self.group_key(organisation, ooi), [works[i][2] for i in by_object[organisation, ooi]])
         pipe.hmget(f"{self.base}:lastrun", [identity for _, _, identity in works])
         *read, last_runs = pipe.execute()
+        active_of = dict(zip(unread, read, strict=True))
         active: list[str | None] = [None] * len(works)
-        for group, found in zip(unread, read, strict=True):
-            for index, task_id in zip(by_group[group], found, strict=True):
-                active[index] = task_id
-        for group in by_group.keys() & known.keys():
-            for index in by_group[group]:
-                active[index] = known[group].get(works[index][2])
+        for key, indexes in by_object.items():
+            for position, index in enumerate(indexes):
+                active[index] = known[key].get(works[index][2]) if key in known else active_of[key][position]
         return [(task_id, int(last) if last is not None else None)
                 for task_id, last in zip(active, last_runs, strict=True)]
 
@@ -166,10 +165,6 @@ class TaskRepository:
         for ooi in oois:
             pipe.hgetall(self.group_key(organisation, ooi))
         return dict(zip(oois, pipe.execute(), strict=True))
-
-    def active_ids(self, organisation: str, oois: list[str]) -> dict[str, list[str]]:
-        """The queued, dispatched and running task ids of each of an organisation's OOIs."""
-        return {ooi: list(tasks.values()) for ooi, tasks in self.active_by_ooi(organisation, oois).items()}
 
     def active_task_id(self, organisation: str, ooi: str | None, identity_hash: str) -> str | None:
         """The queued, dispatched or running task of this work identity, if any."""

@@ -114,8 +114,8 @@ class BoefjeScheduler(Scheduler):
             active = self.records.active_by_ooi(organisation, [ooi.primary_key for _, ooi in mine])
             changed = [(ooi, plugins[ooi.object_type]) for _, ooi in mine]
             cancelled = set(self.cancel_not_permitted(organisation, changed, active))
-            known = {self.records.group_key(organisation, primary_key):
-                     {identity: task_id for identity, task_id in tasks.items() if task_id not in cancelled}
+            known = {(organisation, primary_key): {identity: task_id for identity, task_id in tasks.items()
+                                                   if task_id not in cancelled}
                      for primary_key, tasks in active.items()}
             pairs = [(p, ooi.primary_key) for operation, ooi in mine for p in plugins[ooi.object_type]
                      if permits(p, ooi) and (p.run_on is None or operation in p.run_on)]
@@ -126,18 +126,15 @@ class BoefjeScheduler(Scheduler):
         """An object was deleted: its queued tasks are cancelled and its schedules removed."""
         cancelled = self.queue.cancel_ooi(organisation, primary_key)
         schedules = self.schedules.of_ooi(organisation, primary_key)
-        for schedule in schedules:
-            self.schedules.delete(schedule)
+        self.schedules.delete_many(schedules)
         logger.info("organisation %s: %s deleted; cancelled %d queued tasks, removed %d schedules",
                     organisation, primary_key, len(cancelled), len(schedules))
 
     def cancel_not_permitted(self, organisation: str, changed: list[tuple[OOI, list[Plugin]]],
-                             active: Mapping[str, Mapping[str, str]] | None = None) -> list[str]:
+                             active: Mapping[str, Mapping[str, str]]) -> list[str]:
         """Cancel the queued tasks of changed objects whose boefje the (possibly lowered) scan level, or
-        the boefje's own state, no longer allows. `active`: the objects' active tasks, when read already
+        the boefje's own state, no longer allows. `active`: the objects' active tasks by primary key
         (TaskRepository.active_by_ooi)."""
-        if active is None:
-            active = self.records.active_by_ooi(organisation, [ooi.primary_key for ooi, _ in changed])
         records = {r.id: r for r in self.records.get_many(i for tasks in active.values() for i in tasks.values())}
         doomed = []
         for ooi, plugins in changed:
@@ -162,7 +159,8 @@ class BoefjeScheduler(Scheduler):
 
     def push_eligible(self, organisation: str, pairs: Iterable[tuple[Plugin, str]], *,
                       schedule_next: bool = True,
-                      known_active: Mapping[str, Mapping[str, str]] | None = None) -> list[PushResult]:
+                      known_active: Mapping[tuple[str, str], Mapping[str, str]] | None = None,
+                      ) -> list[PushResult]:
         """Rank and queue the (boefje, object) pairs whose work may run now: no task of the same work
         active, and its last run older than the grace period. Gives queued work a schedule.
         `known_active`: objects' active tasks read already, as for TaskRepository.activity."""
@@ -187,7 +185,8 @@ class BoefjeScheduler(Scheduler):
         return results
 
     def run_states(self, tasks: list[BoefjeTask],
-                   known_active: Mapping[str, Mapping[str, str]] | None = None) -> list[tuple[bool, int | None]]:
+                   known_active: Mapping[tuple[str, str], Mapping[str, str]] | None = None,
+                   ) -> list[tuple[bool, int | None]]:
         """Per task: (is a run of this work queued or going, when did its last run end in ms).
 
         Our own records first, for all tasks in one round trip; Bytes only for work we have no

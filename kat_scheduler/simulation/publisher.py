@@ -70,6 +70,7 @@ class RabbitPublisher:
             body=payload,
             properties=pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent,
                                             content_type="application/json"),
+            mandatory=self.confirm,  # a confirmed message must also have reached a queue
         )
 
     def _open_channel(self) -> Any:
@@ -86,7 +87,7 @@ class RabbitPublisher:
         if connection is not None and connection.is_open:
             try:
                 connection.close()
-            except pika.exceptions.AMQPError:
+            except (pika.exceptions.AMQPError, OSError):
                 logger.debug("closing the publisher's connection failed", exc_info=True)
 
 

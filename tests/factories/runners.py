@@ -66,6 +66,18 @@ class Lane:
         options.setdefault("inspect_timeout", 0.5)
         return Dispatcher(app, self.client, self.queues, routes_from(self.settings), DispatchOptions(**options))
 
+    def dispatch_all(self, app: Celery, dispatchers: int, tasks: int, timeout: float) -> list[Dispatcher]:
+        """Run `dispatchers` dispatchers side by side until `tasks` tasks have ended; the stopped dispatchers."""
+        running = [self.dispatcher(app) for _ in range(dispatchers)]
+        for dispatcher in running:
+            dispatcher.start()
+        try:
+            wait_for(lambda: self.ended() == tasks, timeout, "all tasks to run")
+        finally:
+            for dispatcher in running:
+                dispatcher.stop()
+        return running
+
 
 @contextmanager
 def running(dispatcher: Dispatcher) -> Iterator[Dispatcher]:

@@ -159,14 +159,7 @@ def test_three_dispatchers_never_exceed_the_slots(real_redis: redis.Redis, key_p
     lane = Lane(real_redis, key_prefix, boefje_slots=3)
     ids = [task.task_id for task in lane.boefjes.push_many([(boefje_task(), n) for n in range(40)])]
     start_runner(lane, app, runners, broker_url, pool="threads", concurrency=8, hold_seconds=0.05)
-    dispatchers = [lane.dispatcher(app) for _ in range(3)]
-    for dispatcher in dispatchers:
-        dispatcher.start()
-    try:
-        wait_for(lambda: lane.ended() == len(ids), 30, "all tasks to run")
-    finally:
-        for dispatcher in dispatchers:
-            dispatcher.stop()
+    dispatchers = lane.dispatch_all(app, 3, len(ids), timeout=30)
     assert max_concurrency(lane.lines()) == 3
     assert sum(dispatcher.sent for dispatcher in dispatchers) == len(ids)
 

@@ -26,7 +26,7 @@ def scheduler(context: AppContext) -> BoefjeScheduler:
 
 
 def queued_boefjes(context: AppContext, ooi: str = HOST) -> set[str]:
-    records = context.boefjes.records.get_many(context.boefjes.records.active_ids(ORG, [ooi])[ooi])
+    records = context.boefjes.records.get_many(context.boefjes.records.active_by_ooi(ORG, [ooi])[ooi].values())
     return {r.plugin_id for r in records if r.status is TaskStatus.QUEUED}
 
 

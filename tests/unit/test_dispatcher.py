@@ -102,14 +102,7 @@ def test_three_dispatchers_never_exceed_the_slots(fake_redis: fakeredis.FakeRedi
                                                   runner_app: Celery, worker: Any) -> None:
     lane = Lane(fake_redis, key_prefix, boefje_slots=2)
     pushed = push_scores(lane, list(range(24)))
-    dispatchers = [lane.dispatcher(runner_app) for _ in range(3)]
-    for dispatcher in dispatchers:
-        dispatcher.start()
-    try:
-        wait_for(lambda: lane.ended() == len(pushed), 20, "all tasks to run")
-    finally:
-        for dispatcher in dispatchers:
-            dispatcher.stop()
+    dispatchers = lane.dispatch_all(runner_app, 3, len(pushed), timeout=20)
     assert max_concurrency(lane.lines()) == 2
     assert sum(dispatcher.sent for dispatcher in dispatchers) == len(pushed)
 

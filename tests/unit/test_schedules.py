@@ -67,6 +67,13 @@ def test_deleting_a_schedule_removes_it_everywhere(schedules: ScheduleRepository
     schedules.new("org1", schedule.data, schedule.hash, now=NOW)  # the identity is free again
 
 
+def test_deleting_many_schedules_counts_those_that_were_still_there(schedules: ScheduleRepository) -> None:
+    first, second = schedule_for(schedules, NOW), schedule_for(schedules, NOW)
+    assert schedules.delete(first)
+    assert schedules.delete_many([first, second]) == 1 and schedules.count() == 0
+    assert schedules.delete_many([]) == 0
+
+
 def test_changing_the_work_moves_the_identity(schedules: ScheduleRepository) -> None:
     first, second = schedule_for(schedules, None), schedule_for(schedules, None)
     previous = first.hash

@@ -3,51 +3,41 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Self
 
 from kat_scheduler.config import Settings
-from kat_scheduler.connectors.listeners.listener import Listener
+from kat_scheduler.connectors.listeners.listener import Listener, M
 from kat_scheduler.models import RawFileReceived, ScanProfileMutation
 
 SCAN_PROFILE_MUTATIONS = "scan_profile_mutations"
 RAW_FILE_RECEIVED = "raw_file_received"
 
 
-class ScanProfileMutationListener(Listener[ScanProfileMutation]):
+class OpenKATListener(Listener[M]):
+    """A listener of one of OpenKAT's event queues: subclasses name the queue and the message model."""
+
+    default_queue: str
+    message_model: type[M]
+
+    def __init__(self, queue_uri: str, handler: Callable[[M], object], queue_name: str | None = None,
+                 **options: Any) -> None:
+        super().__init__(queue_uri, queue_name or self.default_queue, self.message_model, handler, **options)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, handler: Callable[[M], object], **options: Any) -> Self:
+        options.setdefault("prefetch_count", settings.rabbitmq_prefetch_count)
+        return cls(settings.queue_uri, handler, **options)
+
+
+class ScanProfileMutationListener(OpenKATListener[ScanProfileMutation]):
     """Octopoes' scan profile changes; a delete arrives with `value` None and is keyed on `primary_key`."""
 
-    def __init__(
-        self,
-        queue_uri: str,
-        handler: Callable[[ScanProfileMutation], object],
-        queue_name: str = SCAN_PROFILE_MUTATIONS,
-        **options: Any,
-    ) -> None:
-        super().__init__(queue_uri, queue_name, ScanProfileMutation, handler, **options)
-
-    @classmethod
-    def from_settings(
-        cls, settings: Settings, handler: Callable[[ScanProfileMutation], object], **options: Any
-    ) -> ScanProfileMutationListener:
-        options.setdefault("prefetch_count", settings.rabbitmq_prefetch_count)
-        return cls(settings.queue_uri, handler, **options)
+    default_queue = SCAN_PROFILE_MUTATIONS
+    message_model = ScanProfileMutation
 
 
-class RawFileReceivedListener(Listener[RawFileReceived]):
+class RawFileReceivedListener(OpenKATListener[RawFileReceived]):
     """Bytes' new raw files, which normalizers are scheduled for."""
 
-    def __init__(
-        self,
-        queue_uri: str,
-        handler: Callable[[RawFileReceived], object],
-        queue_name: str = RAW_FILE_RECEIVED,
-        **options: Any,
-    ) -> None:
-        super().__init__(queue_uri, queue_name, RawFileReceived, handler, **options)
-
-    @classmethod
-    def from_settings(
-        cls, settings: Settings, handler: Callable[[RawFileReceived], object], **options: Any
-    ) -> RawFileReceivedListener:
-        options.setdefault("prefetch_count", settings.rabbitmq_prefetch_count)
-        return cls(settings.queue_uri, handler, **options)
+    default_queue = RAW_FILE_RECEIVED
+    message_model = RawFileReceived

@@ -15,14 +15,17 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 from urllib.parse import urlencode
+
+from pydantic import BaseModel, ValidationError
 
 from kat_scheduler.connectors.services.connection_pool import ConnectionPool
 
 logger = logging.getLogger(__name__)
 
 Params = Mapping[str, Any] | Sequence[tuple[str, Any]] | None
+Model = TypeVar("Model", bound=BaseModel)
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
@@ -159,6 +162,16 @@ class HTTPServiceClient:
         """GET and decode JSON; None on a 404, ServiceError on any other 4xx or undecodable body."""
         response = self._call("GET", path, params=params, retries=retries)
         return self._json_of(response)
+
+    def _get_model(self, path: str, model: type[Model], params: Params = None) -> Model | None:
+        """GET one object in `model`'s shape; None on a 404, ServiceError when the answer does not fit."""
+        answer = self._get_json(path, params=params)
+        if answer is None:
+            return None
+        try:
+            return model.model_validate(answer)
+        except (ValidationError, TypeError) as error:
+            raise self._unexpected(path, error) from error
 
     def _json_of(self, response: Answer) -> Any | None:
         if response.status_code == 404:

@@ -89,14 +89,7 @@ class BytesClient(HTTPServiceClient):
 
     def get_raw_meta(self, raw_id: str) -> RawData | None:
         """A raw file's metadata (its boefje run and mime types), or None when Bytes has no such file."""
-        path = f"/bytes/raw/{quote(raw_id, safe='')}/meta"
-        answer = self._get_json(path)
-        if answer is None:
-            return None
-        try:
-            return RawData.model_validate(answer)
-        except (ValidationError, TypeError) as error:
-            raise self._unexpected(path, error) from error
+        return self._get_model(f"/bytes/raw/{quote(raw_id, safe='')}/meta", RawData)
 
     def _call(
         self,

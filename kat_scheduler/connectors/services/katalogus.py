@@ -59,14 +59,7 @@ class KatalogusClient(HTTPServiceClient):
             raise self._unexpected(path, error) from error
 
     def get_organisation(self, organisation: str) -> Organisation | None:
-        path = f"/v1/organisations/{quote(organisation, safe='')}"
-        answer = self._get_json(path)
-        if answer is None:
-            return None
-        try:
-            return Organisation.model_validate(answer)
-        except ValidationError as error:
-            raise self._unexpected(path, error) from error
+        return self._get_model(f"/v1/organisations/{quote(organisation, safe='')}", Organisation)
 
     # -- plugins ---------------------------------------------------------------------------------
 
@@ -81,14 +74,8 @@ class KatalogusClient(HTTPServiceClient):
         return self._cached_plugins((organisation, "normalizer", mime_type))
 
     def get_plugin(self, organisation: str, plugin_id: str) -> Plugin | None:
-        path = f"/v1/organisations/{quote(organisation, safe='')}/plugins/{quote(plugin_id, safe='')}"
-        answer = self._get_json(path)
-        if answer is None:
-            return None
-        try:
-            return Plugin.model_validate(answer)
-        except ValidationError as error:
-            raise self._unexpected(path, error) from error
+        return self._get_model(
+            f"/v1/organisations/{quote(organisation, safe='')}/plugins/{quote(plugin_id, safe='')}", Plugin)
 
     def _cached_plugins(self, key: PluginKey) -> list[Plugin]:
         # A copy of the list, so a caller that sorts or filters in place does not touch the cache.

@@ -58,11 +58,4 @@ class OctopoesClient(HTTPServiceClient):
             raise self._unexpected(path, error) from error
 
     def get_object(self, organisation: str, reference: str) -> OOI | None:
-        path = f"/{quote(organisation, safe='')}/object"
-        answer = self._get_json(path, params={"reference": reference})
-        if answer is None:
-            return None
-        try:
-            return OOI.model_validate(answer)
-        except ValidationError as error:
-            raise self._unexpected(path, error) from error
+        return self._get_model(f"/{quote(organisation, safe='')}/object", OOI, params={"reference": reference})
