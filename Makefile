@@ -20,15 +20,16 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/kat-scheduler demo $(DEMO_ARGS)
 
-# Both lanes: the fast unit lane (fakeredis, memory://) and the integration lane (real Redis, RabbitMQ).
+# Every lane: the fast unit lane (fakeredis, memory://), the integration lane (real Redis, RabbitMQ) and
+# the contract lane (OpenKAT's clients' requests against `kat-scheduler api` on the real Redis).
 test: $(STAMP)
-	$(PYTEST) tests/unit tests/integration $(SELECT)
+	$(PYTEST) tests/unit tests/integration tests/contract $(SELECT)
 
 utest: $(STAMP)
 	$(PYTEST) $(if $(file),,tests/unit) $(SELECT)
 
 itest: $(STAMP)
-	$(PYTEST) $(if $(file),,tests/integration) $(SELECT)
+	$(PYTEST) $(if $(file),,tests/integration tests/contract) $(SELECT)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)

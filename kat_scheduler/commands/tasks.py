@@ -25,7 +25,8 @@ def as_document(record: TaskRecord) -> dict[str, Any]:
 def list_command(args: argparse.Namespace, settings: Settings) -> int:
     if args.limit < 1:
         raise CommandError(ExitCode.USAGE, "--limit must be at least 1")
-    query = TaskQuery(kinds=[args.kind] if args.kind else list(KINDS), organisation=args.org,
+    query = TaskQuery(kinds=[args.kind] if args.kind else list(KINDS),
+                      organisations=frozenset({args.org}) if args.org else None,
                       status=TaskStatus(args.status) if args.status else None, limit=args.limit)
     with session(settings) as context:
         count, records = list_tasks(context, query)

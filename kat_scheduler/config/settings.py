@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     grace_period: int = Field(86400, ge=0, validation_alias=_env("SCHEDULER_PQ_GRACE_PERIOD"))
     pq_maxsize: int = Field(0, ge=0, validation_alias=_env("SCHEDULER_PQ_MAXSIZE"))
     lease_seconds: float = Field(300.0, gt=0, validation_alias=_env("SCHEDULER_LEASE_SECONDS"))
+    pull_lease_seconds: float = Field(14400.0, gt=0, validation_alias=_env("SCHEDULER_PULL_LEASE_SECONDS"))
     max_attempts: int = Field(3, ge=1, validation_alias=_env("SCHEDULER_MAX_ATTEMPTS"))
     task_retention: int = Field(7 * 86400, gt=0, validation_alias=_env("SCHEDULER_TASK_RETENTION"))
     filtered_claim_scan: int = Field(1000, ge=1, validation_alias=_env("SCHEDULER_FILTERED_CLAIM_SCAN"))

@@ -43,7 +43,10 @@ DESCRIPTIONS: dict[str, str] = {
     "key_prefix": "First part of every Redis key (`{<prefix>:...}`); separate prefixes share a Redis",
     "grace_period": "Seconds after a boefje's last run before it runs again on the same object",
     "pq_maxsize": "Queued tasks per kind at most (0: no limit); manual runs may exceed it",
-    "lease_seconds": "Seconds a claimed task is held before it goes back to the queue",
+    "lease_seconds": "Seconds a task forwarded to a Celery runner is held without word from the runner "
+                     "(heartbeats renew it) before it goes back to the queue",
+    "pull_lease_seconds": "Seconds a task popped through the API stays its runner's after the pop or its "
+                          "last PATCH to running; then the runner is taken to be gone and the task goes back",
     "max_attempts": "Expired leases before a task becomes a dead letter",
     "task_retention": "Seconds the records of finished tasks are kept",
     "filtered_claim_scan": "Queued tasks a claim filtered on plugins looks at, at most",

@@ -9,9 +9,10 @@ docs/fairness.md.
 from __future__ import annotations
 
 import itertools
+import json
 import re
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -49,6 +50,7 @@ class PushResult:
     outcome: PushOutcome
     task_id: str  # the new task, or the task that already holds the identity
     holder_status: str | None = None
+    record: TaskRecord | None = None  # for a single queued push: the record as stored
 
     @property
     def accepted(self) -> bool:
@@ -133,13 +135,20 @@ class PriorityQueue:
         schedule_id: str | None = None,
         update: bool = False,
         manual_may_overflow: bool = True,
+        data: Mapping[str, Any] | None = None,
     ) -> PushResult:
-        """Queue one task. With update=True a queued task of the same identity takes the new score."""
+        """Queue one task. With update=True a queued task of the same identity takes the new score.
+
+        `data`: the payload as the caller gave it, stored in place of the model's fields, so that a
+        client gets back the fields it sent that the models do not know."""
         task = self.validate(payload)
         now = self.clock_ms()
-        item = _push_item(task, int(score), schedule_id, now, next(self._sequence))
-        reply = self._call("push", _push_options(self.maxsize, manual_may_overflow, update), item)
-        return _push_result(task.id, reply[1] if reply else "queued")
+        item = _push_item(task, int(score), schedule_id, now, next(self._sequence), data)
+        reply = self._call("push", self._push_options(manual_may_overflow, update), item)
+        if reply:
+            return _push_result(task.id, reply[1])
+        task_id, stored = item.split(SEP, 1)
+        return PushResult(PushOutcome.QUEUED, task_id, record=TaskRecord.parse(self.kind, task_id, stored))
 
     def push_many(
         self,
@@ -152,7 +161,7 @@ class PriorityQueue:
         """Queue many (payload, score) pairs in few round trips; all are validated before any is written."""
         validated = [(self.validate(payload), int(score)) for payload, score in items]
         chunks = [validated[start:start + PUSH_CHUNK] for start in range(0, len(validated), PUSH_CHUNK)]
-        options = _push_options(self.maxsize, manual_may_overflow, update)
+        options = self._push_options(manual_may_overflow, update)
 
         def arguments(chunk: list[tuple[Payload, int]]) -> list[Any]:
             now = self.clock_ms()
@@ -170,16 +179,22 @@ class PriorityQueue:
                         for position, (payload, _) in enumerate(chunk, start=1)]
         return results
 
+    def _push_options(self, manual_may_overflow: bool, update: bool) -> str:
+        """The push options as queue.lua reads them: "<maxsize>:<manual may overflow>:<update>:<retention>"."""
+        return f"{self.maxsize}:{int(manual_may_overflow)}:{int(update)}:{self.retention_ms}"
+
     # -- claiming and the claim's life ------------------------------------------------------
 
-    def claim(self, count: int = 1, plugin_ids: Sequence[str] | None = None) -> list[TaskRecord]:
-        """Take the next `count` tasks in serving order, each under a lease.
+    def claim(self, count: int = 1, plugin_ids: Sequence[str] | None = None,
+              lease_seconds: float | None = None) -> list[TaskRecord]:
+        """Take the next `count` tasks in serving order, each under a lease (the queue's, or `lease_seconds`).
 
         With `plugin_ids`, only tasks of those plugins (looking at no more than
         `filtered_claim_scan` queued tasks, so a claim stays cheap)."""
         if plugin_ids is not None and not plugin_ids:
             return []
-        reply = self._call("claim", count, self.lease_ms, self.filtered_claim_scan, *(plugin_ids or ()))
+        lease_ms = self.lease_ms if lease_seconds is None else int(lease_seconds * 1000)
+        reply = self._call("claim", count, lease_ms, self.filtered_claim_scan, *(plugin_ids or ()))
         return [TaskRecord.parse(self.kind, reply[n], reply[n + 1]) for n in range(0, len(reply), 2)]
 
     def dispatch(self, count: int, slots: int) -> list[TaskRecord]:
@@ -195,12 +210,17 @@ class PriorityQueue:
         return claimed[0] if claimed else None
 
     def ack(self, task_id: str, *, failed: bool = False, attempt: int | None = None) -> str:
-        """Finish a claimed task. Returns "ok", or why not: its status, "unknown" or "stale"."""
+        """Finish a claimed task. Returns "ok", or why not: its status, "unknown" or "stale".
+
+        Without `attempt`, a task that went back to the queue while its runner still worked on it is
+        finished too: the runner's outcome is recorded rather than thrown away."""
         return str(self._call("ack", task_id, "failed" if failed else "completed", _token(attempt),
                               self.retention_ms))
 
-    def mark_running(self, task_id: str, attempt: int | None = None) -> str:
-        return str(self._call("running", task_id, _token(attempt)))
+    def mark_running(self, task_id: str, attempt: int | None = None, lease_seconds: float | None = None) -> str:
+        """A claimed task has started (or says it still runs); with `lease_seconds`, its lease starts anew."""
+        lease = "" if lease_seconds is None else str(int(lease_seconds * 1000))
+        return str(self._call("running", task_id, _token(attempt), lease))
 
     def release(self, task_id: str, attempt: int | None = None) -> str:
         """Give a claimed task back: it returns to its place in the queue."""
@@ -291,19 +311,19 @@ class PriorityQueue:
         return self.records.get_many(heads)
 
 
-def _push_options(maxsize: int, manual_may_overflow: bool, update: bool) -> str:
-    """The push options as queue.lua reads them: "<maxsize>:<manual may overflow>:<update>"."""
-    return f"{maxsize}:{int(manual_may_overflow)}:{int(update)}"
-
-
-def _push_item(payload: Payload, score: int, schedule_id: str | None, now_ms: int, count: int) -> str:
+def _push_item(payload: Payload, score: int, schedule_id: str | None, now_ms: int, count: int,
+               given: Mapping[str, Any] | None = None) -> str:
     """One push item for queue.lua: the task id and its record (RECORD_FIELDS), joined by SEP.
 
     The record's seq is 16 hex digits of (clock << 20 | counter); the script makes the sorted-set
     member "<seq><id>" of it, so equal scores come out in push order. The payload is stored without
-    its id (the record's own key) and without empty optional fields."""
+    its id (the record's own key): the fields as given when there are, else the model's fields without
+    the empty optional ones. (JSON escapes control characters, so the payload never holds SEP.)"""
     seq = f"{(now_ms << 20) | (count & 0xFFFFF):016x}"
-    data = payload.model_dump_json(exclude={"id"}, exclude_none=True)
+    if given is None:
+        data = payload.model_dump_json(exclude={"id"}, exclude_none=True)
+    else:
+        data = json.dumps({key: value for key, value in given.items() if key != "id"}, separators=(",", ":"))
     return SEP.join((payload.id, "queued", str(score), seq, "0", str(now_ms), str(now_ms), payload.organization,
                      payload.hash, payload.input_ooi or "", payload.plugin_id, schedule_id or "", "", data))
 

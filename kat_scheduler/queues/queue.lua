@@ -19,6 +19,10 @@
 --   P:dead            zset    dead-lettered task id -> time (ms)
 --   P:counts          hash    organisation -> number of queued tasks
 --   P:history         zset    task id -> created (ms), for listing records
+--   P:h:<org>         zset    the same for one organisation's tasks, so that its listings are exact
+--   P:hour:<ms>       hash    "<status>:<org>" -> tasks whose last change fell in the hour starting at
+--                             <ms> and that have that status now (what /tasks/stats shows); expires
+--                             two days after the hour
 --   P:lastrun         hash    work identity -> end of its last finished run (ms)
 --   P:turn            string  counter of the organisations' turns
 --   P:stats           hash    counters since the queue began: claimed, dispatched, completed, failed,
@@ -36,6 +40,8 @@
 local P, ARGV, now
 local BAND = 1e15
 local SEP = "\31"
+local HOUR = 3600000
+local HOUR_KEPT = 49 * HOUR -- an hour's counters live this long after it began
 
 -- The record's fields, in order; keep in step with RECORD_FIELDS in repositories/task_records.py.
 local STATUS, PRIO, SEQ, ATTEMPTS, CREATED, MODIFIED, ORG, HASH, OOI, PLUGIN, SCHEDULE, REASON, DATA =
@@ -65,9 +71,22 @@ end
 
 local function write_record(id, r) redis.call("SET", record_key(id), table.concat(r, SEP)) end
 
+-- The hourly counters: how many tasks of an organisation have a status and were last changed in an hour.
+local function hour_of(ms) return ms - ms % HOUR end
+
+local function count_hour(hour, status, org, change)
+    local key = P .. ":hour:" .. int(hour)
+    if redis.call("HINCRBY", key, status .. ":" .. org, int(change)) == change and change > 0 then
+        redis.call("PEXPIREAT", key, int(hour + HOUR_KEPT))
+    end
+end
+
 local function set_status(id, r, status)
+    local before = hour_of(tonumber(r[MODIFIED]))
+    if before > now - HOUR_KEPT + HOUR then count_hour(before, r[STATUS], r[ORG], -1) end
     r[STATUS] = status
     r[MODIFIED] = ARGV[2]
+    count_hour(hour_of(now), status, r[ORG], 1)
     write_record(id, r)
 end
 
@@ -137,6 +156,7 @@ local function flush_org_adds(by_org)
     for org, adds in pairs(by_org) do
         zadd_all(org_key(org), adds)
         count_queued(org, adds.n)
+        count_hour(hour_of(now), "queued", org, adds.n)
         -- A waiting organisation keeps its turn, and its band unless a manual task came in.
         local current = redis.call("ZSCORE", P .. ":orgs", org)
         if not current or (adds.manual and tonumber(current) >= BAND) then place_org(org, false) end
@@ -151,13 +171,13 @@ local PUSHED_ITEM = "^" .. FIELD .. "(queued" .. SEP .. FIELD .. FIELD .. SKIP .
     FIELD .. ".*)$"
 
 -- push: ARGV[3] the options "<max size, 0 = none>:<1 lets manual items exceed it>:<1 lets a push
--- re-prioritise a queued task of the same identity>", then one argument per item: the id and the
--- record, joined by SEP, as the caller built them.
+-- re-prioritise a queued task of the same identity>:<retention ms>", then one argument per item: the id
+-- and the record, joined by SEP, as the caller built them.
 -- Replies only the items that were not simply queued, as {position, outcome, ...}; an outcome is
 -- "updated:<id>", "duplicate:<id>:<status>", "full" or "id_taken".
 local function push()
-    local maxsize, overflow, update = string.match(ARGV[3], "^(%d+):([01]):([01])$")
-    if not maxsize then return redis.error_reply("push: options come as <max size>:<0|1>:<0|1>") end
+    local maxsize, overflow, update, retention = string.match(ARGV[3], "^(%d+):([01]):([01]):(%d+)$")
+    if not maxsize then return redis.error_reply("push: options come as <max size>:<0|1>:<0|1>:<retention>") end
     maxsize = tonumber(maxsize)
     local manual_may_overflow, may_update = overflow == "1", update == "1"
     local items = {}
@@ -177,7 +197,7 @@ local function push()
     if maxsize > 0 then
         for _, count in ipairs(redis.call("HVALS", P .. ":counts")) do size = size + tonumber(count) end
     end
-    local added, by_org, history, replies = 0, {}, {}, {}
+    local added, by_org, history, org_history, replies = 0, {}, {}, {}, {}
     for position, item in ipairs(items) do
         local id, record, score, org, hash, ooi, member = item[1], item[2], item[3], item[4], item[5], item[6], item[7]
         local group = group_key(org, ooi)
@@ -213,6 +233,10 @@ local function push()
             by_org[org] = adds
             history[#history + 1] = ARGV[2]
             history[#history + 1] = id
+            local created = org_history[org] or {}
+            created[#created + 1] = ARGV[2]
+            created[#created + 1] = id
+            org_history[org] = created
             added = added + 1
             size = size + 1
         end
@@ -224,6 +248,11 @@ local function push()
     flush_org_adds(by_org)
     if added > 0 then
         zadd_all(P .. ":history", history)
+        local forgotten = int(now - tonumber(retention))
+        for org, created in pairs(org_history) do
+            zadd_all(P .. ":h:" .. org, created)
+            redis.call("ZREMRANGEBYSCORE", P .. ":h:" .. org, "-inf", forgotten)
+        end
         wake("push")
     end
     return replies
@@ -334,22 +363,33 @@ local function finish(id, r, status, retention_ms)
 end
 
 -- ack: ARGV[3] id, ARGV[4] "completed" | "failed", ARGV[5] attempt ("" = any), ARGV[6] retention ms.
+-- Without an attempt, a queued task that was handed out before may be acked too: its runner worked on
+-- past its lease and the task went back to the queue meanwhile; the outcome it reports stands, and the
+-- queued copy is not run again.
 local function ack()
     local status = ARGV[4]
     if status ~= "completed" and status ~= "failed" then return redis.error_reply("ack: bad status") end
     local r, problem = claimed_record(ARGV[3], ARGV[5])
-    if not r then return problem end
+    if not r and problem == "queued" and ARGV[5] == "" then
+        r = read_record(ARGV[3])
+        if r[ATTEMPTS] == "0" then return problem end -- never handed out: nobody worked on it
+        dequeue(ARGV[3], r, false)
+    elseif not r then
+        return problem
+    end
     finish(ARGV[3], r, status, ARGV[6])
     redis.call("HSET", P .. ":lastrun", r[HASH], ARGV[2])
     redis.call("HINCRBY", P .. ":stats", status, "1")
     return "ok"
 end
 
--- running: ARGV[3] id, ARGV[4] attempt. A dispatched task has started.
+-- running: ARGV[3] id, ARGV[4] attempt, ARGV[5] a new lease in ms ("" keeps the lease). A dispatched task
+-- has started, or a running one says it still runs.
 local function running()
     local r, problem = claimed_record(ARGV[3], ARGV[4])
     if not r then return problem end
     set_status(ARGV[3], r, "running")
+    if ARGV[5] ~= "" then redis.call("ZADD", P .. ":leases", int(now + tonumber(ARGV[5])), ARGV[3]) end
     return "ok"
 end
 

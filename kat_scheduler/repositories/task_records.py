@@ -9,10 +9,10 @@ period; `history` lists the ids of the records that still exist.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 
@@ -24,8 +24,41 @@ RECORD_FIELDS = ("status", "prio", "seq", "attempts", "created", "modified", "or
                  "plugin", "schedule", "reason", "data")
 
 
+HOUR_MS = 3_600_000
+
+
 def ms_to_datetime(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+class StoredFields(NamedTuple):
+    """A record split into its stored fields, the payload still JSON text: cheap to filter on."""
+
+    status: str
+    prio: str
+    seq: str
+    attempts: str
+    created: str
+    modified: str
+    org: str
+    hash: str
+    ooi: str
+    plugin: str
+    schedule: str
+    reason: str
+    data: str
+
+    @classmethod
+    def split(cls, stored: str) -> StoredFields:
+        return cls(*stored.split(SEP, len(RECORD_FIELDS) - 1))
+
+
+@dataclass(frozen=True, slots=True)
+class Created:
+    """One entry of a creation index: a task id and when it was created."""
+
+    task_id: str
+    created_ms: int
 
 
 @dataclass(slots=True)
@@ -50,23 +83,25 @@ class TaskRecord:
     @classmethod
     def parse(cls, kind: str, task_id: str, stored: str) -> TaskRecord:
         """Build from the stored string."""
-        (status, prio, _seq, attempts, created, modified, org, identity, ooi, plugin, schedule, reason,
-         data) = stored.split(SEP, len(RECORD_FIELDS) - 1)
+        return cls.from_fields(kind, task_id, StoredFields.split(stored))
+
+    @classmethod
+    def from_fields(cls, kind: str, task_id: str, fields: StoredFields) -> TaskRecord:
         return cls(
             id=task_id,
             kind=kind,
-            organisation=org,
-            hash=identity,
-            status=TaskStatus(status),
-            score=int(prio),
-            attempts=int(attempts),
-            data={"id": task_id, **json.loads(data)},
-            ooi=ooi,
-            plugin_id=plugin,
-            schedule_id=schedule or None,
-            created_ms=int(created),
-            modified_ms=int(modified),
-            reason=reason,
+            organisation=fields.org,
+            hash=fields.hash,
+            status=TaskStatus(fields.status),
+            score=int(fields.prio),
+            attempts=int(fields.attempts),
+            data={"id": task_id, **json.loads(fields.data)},
+            ooi=fields.ooi,
+            plugin_id=fields.plugin,
+            schedule_id=fields.schedule or None,
+            created_ms=int(fields.created),
+            modified_ms=int(fields.modified),
+            reason=fields.reason,
         )
 
     def to_task(self) -> Task:
@@ -112,14 +147,57 @@ class TaskRepository:
         return [TaskRecord.parse(self.kind, task_id, value)
                 for task_id, value in zip(ids, stored, strict=True) if value]
 
+    def get_fields(self, task_ids: Sequence[str]) -> list[StoredFields | None]:
+        """The stored fields of each id (None where the record expired), the payloads left undecoded."""
+        if not task_ids:
+            return []
+        stored = self.client.mget([self.record_key(task_id) for task_id in task_ids])
+        return [StoredFields.split(value) if value else None for value in stored]
+
+    # -- the creation indexes: all tasks of this kind, and each organisation's ---------------------
+
+    def _created_key(self, organisation: str | None) -> str:
+        return f"{self.base}:history" if organisation is None else f"{self.base}:h:{organisation}"
+
     def history(self, offset: int = 0, limit: int = 100, newest_first: bool = True) -> list[TaskRecord]:
         """Records by creation time."""
         rangefn = self.client.zrevrange if newest_first else self.client.zrange
-        ids = rangefn(f"{self.base}:history", offset, offset + limit - 1)
+        ids = rangefn(self._created_key(None), offset, offset + limit - 1)
         return self.get_many(ids)
 
     def count(self) -> int:
-        return int(self.client.zcard(f"{self.base}:history"))
+        return int(self.client.zcard(self._created_key(None)))
+
+    def count_created(self, organisation: str | None, low: str, high: str) -> int:
+        """Tasks created between `low` and `high` (ms, or "-inf" / "+inf"), of one organisation or all."""
+        return int(self.client.zcount(self._created_key(organisation), low, high))
+
+    def created(self, organisation: str | None, low: str, high: str, start: int, num: int) -> list[Created]:
+        """Tasks created between `low` and `high`, newest first, from the `start`th on."""
+        pairs = self.client.zrevrangebyscore(self._created_key(organisation), high, low, start=start, num=num,
+                                             withscores=True)
+        return [Created(task_id, int(score)) for task_id, score in pairs]
+
+    def newest_created_ms(self) -> int | None:
+        newest = self.client.zrevrange(self._created_key(None), 0, 0, withscores=True)
+        return int(newest[0][1]) if newest else None
+
+    # -- the hourly counters of statuses (queue.lua's P:hour:<ms>) --------------------------------
+
+    def hourly_counts(self, hours: Sequence[int]) -> list[dict[tuple[str, str], int]]:
+        """For each hour (its first ms): (status, organisation) -> tasks last changed then that have
+        that status now."""
+        pipe = self.client.pipeline(transaction=False)
+        for hour in hours:
+            pipe.hgetall(f"{self.base}:hour:{hour}")
+        result: list[dict[tuple[str, str], int]] = []
+        for counters in pipe.execute():
+            counts: dict[tuple[str, str], int] = {}
+            for field, value in counters.items():
+                status, _, organisation = field.partition(":")
+                counts[status, organisation] = int(value)
+            result.append(counts)
+        return result
 
     def last_run_ms(self, identity_hash: str) -> int | None:
         """When the last finished run of this work identity ended, by our own record."""

@@ -15,6 +15,7 @@ from kat_scheduler.metrics import register
 from kat_scheduler.server import health, schedulers, schedules, tasks
 from kat_scheduler.server.auth import require_token
 from kat_scheduler.server.config import ApiSettings
+from kat_scheduler.server.content_type import JsonByDefault
 from kat_scheduler.server.deps import ApiState
 from kat_scheduler.server.errors import install_error_handlers
 from kat_scheduler.server.limits import BodySizeLimit
@@ -39,6 +40,7 @@ def create_app(context: AppContext, settings: ApiSettings | None = None) -> Fast
     app.include_router(schedules.router, dependencies=protected)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(JsonByDefault)
     app.openapi = lambda: openapi_document(app)  # type: ignore[method-assign]
     if settings.token is None:
         logger.warning("SCHEDULER_API_TOKEN is not set: the scheduler API is open to anyone who can reach it")

@@ -3,13 +3,16 @@
 OpenKAT sends `{"filters": [{"column": "data", "field": "boefje__id", "operator": "in", "value": [...]}]}`,
 or `{"filters": {"and": [...], "or": [...], "not": [...]}}`. A field path may be written with `__`, `.`,
 `->` or `->>` between its parts, and the column may be left out when the field names it
-("data.boefje.id"). Pops use the conditions on the plugin (see `plugin_constraints`); schedule searches
-evaluate them on the schedule (`FilterSet.matches`).
+("data.boefje.id"). The operators are those of OpenKAT's scheduler, but for its Postgres full-text
+ones. Pops use the conditions on the plugin (see `plugin_constraints`); task listings and schedule
+searches evaluate them on the task or schedule as the API shows it (`FilterSet.matches`).
 """
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -20,6 +23,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from kat_scheduler.server.errors import ApiError
 
 MAX_VALUES = 1000  # values in one "in" condition
+MAX_PATTERN_LENGTH = 1000  # of a like pattern
+MAX_VALUE_DEPTH = 32  # of an object given as JSON text for @> and <@
+Scalar = str | int | float | bool | None
 
 
 class Operator(StrEnum):
@@ -33,6 +39,14 @@ class Operator(StrEnum):
     LTE = "lte"
     LIKE = "like"
     ILIKE = "ilike"
+    NOT_LIKE = "not_like"
+    NOT_ILIKE = "not_ilike"
+    IS_NULL = "is_null"
+    IS_NOT_NULL = "is_not_null"
+    CONTAINS = "contains"  # a substring of a string, an element of a list, a sub-object of an object
+    STARTS_WITH = "starts_with"
+    CONTAINS_ALL = "@>"  # JSON containment: the field holds all of the value
+    CONTAINED_BY = "<@"  # the value holds all of the field
 
 
 OPERATOR_SPELLINGS: dict[str, Operator] = {
@@ -41,9 +55,13 @@ OPERATOR_SPELLINGS: dict[str, Operator] = {
     "in": Operator.IN, "not_in": Operator.NOT_IN, "notin": Operator.NOT_IN,
     ">": Operator.GT, "gt": Operator.GT, ">=": Operator.GTE, "gte": Operator.GTE,
     "<": Operator.LT, "lt": Operator.LT, "<=": Operator.LTE, "lte": Operator.LTE,
-    "like": Operator.LIKE, "ilike": Operator.ILIKE,
+    "like": Operator.LIKE, "ilike": Operator.ILIKE, "not_like": Operator.NOT_LIKE,
+    "not_ilike": Operator.NOT_ILIKE, "is_null": Operator.IS_NULL, "is_not_null": Operator.IS_NOT_NULL,
+    "contains": Operator.CONTAINS, "starts_with": Operator.STARTS_WITH, "@>": Operator.CONTAINS_ALL,
+    "<@": Operator.CONTAINED_BY,
 }
 _PATH_SEPARATORS = re.compile(r"__|->>|->|\.")
+LIKES = frozenset({Operator.LIKE, Operator.ILIKE, Operator.NOT_LIKE, Operator.NOT_ILIKE})
 
 
 class FilterItem(BaseModel):
@@ -54,7 +72,8 @@ class FilterItem(BaseModel):
     column: str = Field(max_length=200)
     field: str | None = Field(None, max_length=500)
     operator: str = Field("eq", max_length=20)
-    value: Any = None
+    value: Scalar | list[Scalar] = Field(None, description="a value, or a list of values (OpenKAT writes objects "
+                                               "for @> and <@ as JSON text)")
 
 
 class FilterRequest(BaseModel):
@@ -69,8 +88,15 @@ class Condition:
     operator: Operator
     value: Any
 
-    def matches(self, subject: dict[str, Any]) -> bool:
+    def matches(self, subject: Mapping[str, Any]) -> bool:
         return _compare(_lookup(subject, self.path), self.operator, self.value)
+
+    def string_values(self) -> frozenset[str] | None:
+        """The strings an `eq` or `in` condition allows, or None for any other condition."""
+        values = [self.value] if self.operator is Operator.EQ else self.value if self.operator is Operator.IN else None
+        if values is None or not all(isinstance(value, str) for value in values):
+            return None
+        return frozenset(values)
 
 
 @dataclass
@@ -85,10 +111,28 @@ class FilterSet:
     def empty(self) -> bool:
         return not (self.all_of or self.any_of or self.none_of)
 
-    def matches(self, subject: dict[str, Any]) -> bool:
+    @property
+    def conditions(self) -> list[Condition]:
+        return [*self.all_of, *self.any_of, *self.none_of]
+
+    def matches(self, subject: Mapping[str, Any]) -> bool:
         return (all(c.matches(subject) for c in self.all_of)
                 and (not self.any_of or any(c.matches(subject) for c in self.any_of))
                 and not any(c.matches(subject) for c in self.none_of))
+
+    def split_off(self, column: str) -> tuple[frozenset[str] | None, FilterSet]:
+        """The values that `and` conditions of equality or membership on `column` allow (None: no such
+        condition), and the conditions that are left. Lets a listing read an organisation's own index
+        instead of checking every record."""
+        allowed: frozenset[str] | None = None
+        rest: list[Condition] = []
+        for condition in self.all_of:
+            values = condition.string_values() if condition.path == (column,) else None
+            if values is None:
+                rest.append(condition)
+            else:
+                allowed = values if allowed is None else allowed & values
+        return allowed, FilterSet(rest, self.any_of, self.none_of)
 
 
 def parse(request: FilterRequest | None) -> FilterSet:
@@ -118,18 +162,48 @@ def _condition(item: FilterItem) -> Condition:
     if not path:
         raise ApiError(400, "filters: a condition needs a column", field="filters.column")
     value = item.value
+    if operator in LIKES and isinstance(value, str) and len(value) > MAX_PATTERN_LENGTH:
+        raise ApiError(400, f"filters: a pattern is at most {MAX_PATTERN_LENGTH} characters", field="filters.value")
     if operator in (Operator.IN, Operator.NOT_IN):
         value = list(value) if isinstance(value, list | tuple) else [value]
         if len(value) > MAX_VALUES:
             raise ApiError(400, f"filters: at most {MAX_VALUES} values in one condition", field="filters.value")
     elif isinstance(value, list) and operator in (Operator.EQ, Operator.NE):
         operator = Operator.IN if operator is Operator.EQ else Operator.NOT_IN  # lenient: eq with a list
+    elif operator in (Operator.CONTAINS_ALL, Operator.CONTAINED_BY) and isinstance(value, str):
+        value = _json_or_text(value)
     return Condition(path, operator, value)
+
+
+def _json_or_text(value: str) -> Any:
+    """A JSON object or array written as text (as OpenKAT's clients do for @> and <@), else the text."""
+    try:
+        decoded = json.loads(value)
+    except (ValueError, RecursionError):
+        return value
+    if not isinstance(decoded, dict | list):
+        return value
+    if _depth(decoded) > MAX_VALUE_DEPTH:
+        raise ApiError(400, f"filters: a value nests deeper than {MAX_VALUE_DEPTH} levels", field="filters.value")
+    return decoded
+
+
+def _depth(value: Any) -> int:
+    """How deep a decoded JSON value nests, without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        current, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if isinstance(current, dict):
+            stack += [(child, depth + 1) for child in current.values()]
+        elif isinstance(current, list):
+            stack += [(child, depth + 1) for child in current]
+    return deepest
 
 
 def _lookup(subject: Any, path: tuple[str, ...]) -> Any:
     for part in path:
-        if not isinstance(subject, dict):
+        if not isinstance(subject, Mapping):
             return None
         subject = subject.get(part)
     return subject
@@ -151,12 +225,26 @@ def _compare(actual: Any, operator: Operator, expected: Any) -> bool:
             return actual in expected
         case Operator.NOT_IN:
             return actual not in expected
-        case Operator.LIKE | Operator.ILIKE:
+        case Operator.IS_NULL:
+            return actual is None
+        case Operator.IS_NOT_NULL:
+            return actual is not None
+        case Operator.LIKE | Operator.ILIKE | Operator.NOT_LIKE | Operator.NOT_ILIKE:
             if not isinstance(actual, str) or not isinstance(expected, str):
                 return False
-            if operator is Operator.ILIKE:
-                return _like(actual.casefold(), expected.casefold())
-            return _like(actual, expected)
+            if operator in (Operator.ILIKE, Operator.NOT_ILIKE):
+                actual, expected = actual.casefold(), expected.casefold()
+            return _like(actual, expected) is (operator in (Operator.LIKE, Operator.ILIKE))
+        case Operator.STARTS_WITH:
+            return isinstance(actual, str) and isinstance(expected, str) and actual.startswith(expected)
+        case Operator.CONTAINS:
+            if isinstance(actual, str):
+                return isinstance(expected, str) and expected in actual
+            return _contains(actual, expected) or (isinstance(actual, list) and expected in actual)
+        case Operator.CONTAINS_ALL:
+            return _contains(actual, expected)
+        case Operator.CONTAINED_BY:
+            return actual is not None and _contains(expected, actual)
     try:
         if operator is Operator.GT:
             return bool(actual > expected)
@@ -169,26 +257,77 @@ def _compare(actual: Any, operator: Operator, expected: Any) -> bool:
         return False
 
 
+def _contains(outer: Any, inner: Any) -> bool:
+    """JSON containment as Postgres' @> has it: every key of an object and every element of an array
+    of `inner` is in `outer`, recursively; scalars are equal."""
+    if isinstance(outer, Mapping) and isinstance(inner, Mapping):
+        return all(key in outer and _contains(outer[key], value) for key, value in inner.items())
+    if isinstance(outer, list):
+        inners = inner if isinstance(inner, list) else [inner]
+        return all(any(_contains(element, wanted) for element in outer) for wanted in inners)
+    return bool(outer == inner)
+
+
 def _like(text: str, pattern: str) -> bool:
-    """SQL LIKE with % as the only wildcard, in linear time (no regular expression to backtrack)."""
-    parts = pattern.split("%")
-    if len(parts) == 1:
-        return text == pattern
-    first, *middle, last = parts
-    if not text.startswith(first) or not text.endswith(last) or len(text) < len(first) + len(last):
+    """SQL LIKE: `%` any run of characters, `_` any one character, `\\` escapes the next one. The
+    pieces between the `%`s are matched leftmost first, which is exact for LIKE and takes no longer than
+    len(text) * len(pattern) (no regular expression to backtrack)."""
+    pieces = _like_pieces(pattern)
+    if len(pieces) == 1:
+        return len(text) == len(pieces[0]) and _piece_at(text, pieces[0], 0)
+    first, *middle, last = pieces
+    if len(text) < len(first) + len(last) or not _piece_at(text, first, 0) or \
+            not _piece_at(text, last, len(text) - len(last)):
         return False
     position, end = len(first), len(text) - len(last)
-    for part in middle:
-        found = text.find(part, position, end)
+    for piece in middle:
+        found = _find_piece(text, piece, position, end)
         if found < 0:
             return False
-        position = found + len(part)
+        position = found + len(piece)
     return True
+
+
+_ANY_ONE = None  # a `_` in a LIKE piece
+
+
+def _like_pieces(pattern: str) -> list[list[str | None]]:
+    """The pattern split at its unescaped `%`s; in each piece a character, or _ANY_ONE for `_`."""
+    pieces: list[list[str | None]] = [[]]
+    escaped = False
+    for char in pattern:
+        if escaped:
+            pieces[-1].append(char)
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == "%":
+            pieces.append([])
+        else:
+            pieces[-1].append(_ANY_ONE if char == "_" else char)
+    return pieces
+
+
+def _piece_at(text: str, piece: list[str | None], position: int) -> bool:
+    return position + len(piece) <= len(text) and all(
+        wanted is _ANY_ONE or wanted == text[position + n] for n, wanted in enumerate(piece))
+
+
+def _find_piece(text: str, piece: list[str | None], start: int, end: int) -> int:
+    if _ANY_ONE not in piece:
+        return text.find("".join(piece), start, end)  # type: ignore[arg-type]
+    for position in range(start, end - len(piece) + 1):
+        if _piece_at(text, piece, position):
+            return position
+    return -1
 
 
 # -- pops: which plugins a runner will take --------------------------------------------------------
 
-PLUGIN_ID_PATHS = {("boefje", "id"), ("normalizer", "id"), ("plugin_id",), ("plugin", "id")}
+# The payload paths that name a task's plugin and its image. Like OpenKAT's scheduler, a condition on
+# the other kind's path (data.boefje.id on the normalizer queue) matches no task.
+PLUGIN_ID_PATHS = {"boefje": ("boefje", "id"), "normalizer": ("normalizer", "id")}
+ANY_KIND_PLUGIN_PATHS = {("plugin_id",), ("plugin", "id")}
 OCI_IMAGE_PATHS = {("boefje", "oci_image"), ("oci_image",)}
 
 
@@ -231,16 +370,18 @@ class PopFilter:
         return result or set()
 
 
-def plugin_constraints(filters: FilterSet) -> PopFilter:
-    """The plugin conditions of a pop's filter; 400 for a condition a claim cannot honour."""
+def plugin_constraints(filters: FilterSet, kind: str) -> PopFilter:
+    """The plugin conditions of a pop's filter on the `kind` queue; 400 for a condition a claim cannot
+    honour."""
     if filters.none_of:
         raise ApiError(400, "pop filters: 'not' conditions are not supported", field="filters")
-    return PopFilter([_constraint(c) for c in filters.all_of], [_constraint(c) for c in filters.any_of])
+    return PopFilter([_constraint(c, kind) for c in filters.all_of], [_constraint(c, kind) for c in filters.any_of])
 
 
-def _constraint(condition: Condition) -> PluginConstraint:
+def _constraint(condition: Condition, kind: str) -> PluginConstraint:
     path = condition.path[1:] if condition.path[:1] == ("data",) and len(condition.path) > 1 else condition.path
-    if path not in PLUGIN_ID_PATHS and path not in OCI_IMAGE_PATHS:
+    plugin_paths = {*PLUGIN_ID_PATHS.values(), *ANY_KIND_PLUGIN_PATHS}
+    if path not in plugin_paths and path not in OCI_IMAGE_PATHS:
         raise ApiError(400, f"pop filters: cannot filter on {'.'.join(condition.path)!r}; use data.boefje.id, "
                        "data.normalizer.id or data.boefje.oci_image", field="filters")
     if condition.operator not in (Operator.EQ, Operator.IN):
@@ -249,4 +390,8 @@ def _constraint(condition: Condition) -> PluginConstraint:
     values = condition.value if isinstance(condition.value, list) else [condition.value]
     if not all(isinstance(value, str) for value in values):
         raise ApiError(400, "pop filters: plugin ids and images are strings", field="filters.value")
-    return PluginConstraint(by_image=path in OCI_IMAGE_PATHS, values=frozenset(values))
+    if path in OCI_IMAGE_PATHS:
+        return PluginConstraint(by_image=True, values=frozenset(values) if kind == "boefje" else frozenset())
+    if path not in ANY_KIND_PLUGIN_PATHS and path != PLUGIN_ID_PATHS.get(kind):
+        return PluginConstraint(by_image=False, values=frozenset())  # the other kind's plugin: no task has it
+    return PluginConstraint(by_image=False, values=frozenset(values))

@@ -6,7 +6,10 @@ from fastapi import Request
 
 
 def page_links(request: Request, offset: int, limit: int, count: int) -> tuple[str | None, str | None]:
+    """No links for a count-only query (limit 0)."""
     previous = None
+    if limit == 0:
+        return None, None
     if offset > 0:
         previous = str(request.url.include_query_params(offset=max(0, offset - limit), limit=limit))
     following = None

@@ -6,23 +6,22 @@ from __future__ import annotations
 import logging
 import math
 import time
-from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Query, Response
 
 from kat_scheduler.context.context import KINDS
-from kat_scheduler.models import Task
+from kat_scheduler.models import FINAL_STATUSES, Task, TaskStatus, new_task_id
 from kat_scheduler.queues import PriorityQueue, PushOutcome
-from kat_scheduler.repositories.task_records import TaskRecord
+from kat_scheduler.repositories.task_records import TaskRecord, ms_to_datetime
 from kat_scheduler.server import filters
 from kat_scheduler.server.config import MAX_PAGE_SIZE
 from kat_scheduler.server.deps import ApiState, State, queue_of
 from kat_scheduler.server.errors import ApiError, documented
 from kat_scheduler.server.oci_images import plugins_by_image
 from kat_scheduler.server.priority import score_for
-from kat_scheduler.server.schemas import PopResponse, PushRequest, SchedulerOut
+from kat_scheduler.server.schemas import PopResponse, PushRequest, QueueOut, SchedulerOut
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["schedulers"])
@@ -30,15 +29,20 @@ FULL_RETRY_AFTER_SECONDS = 10
 
 
 def describe(queue: PriorityQueue) -> SchedulerOut:
-    newest = queue.client.zrevrange(f"{queue.base}:history", 0, 0, withscores=True)
-    last = datetime.fromtimestamp(newest[0][1] / 1000, tz=UTC) if newest else None
+    newest = queue.records.newest_created_ms()
     return SchedulerOut(id=queue.kind, type=queue.kind, item_type=queue.payload_model.__name__,
-                        qsize=queue.size(), last_activity=last)
+                        qsize=queue.size(), last_activity=None if newest is None else ms_to_datetime(newest))
 
 
 @router.get("/schedulers", response_model=list[SchedulerOut], responses=documented())
 def list_schedulers(state: State) -> list[SchedulerOut]:
     return [describe(state.context.queues[kind]) for kind in KINDS]
+
+
+@router.get("/queues", response_model=list[QueueOut], responses=documented())
+def list_queues(state: State) -> list[QueueOut]:
+    """The schedulers' queues and their sizes (what OpenKAT's web UI client asks as get_queues)."""
+    return [QueueOut(id=kind, size=state.context.queues[kind].size()) for kind in KINDS]
 
 
 @router.get("/schedulers/{scheduler_id}", response_model=SchedulerOut, responses=documented(404))
@@ -47,29 +51,35 @@ def get_scheduler(scheduler_id: str, state: State) -> SchedulerOut:
 
 
 @router.post("/schedulers/{scheduler_id}/push", status_code=201, response_model=Task,
-             responses=documented(404, 409, 429))
-def push(scheduler_id: str, body: PushRequest, state: State) -> Task:
-    """Queue one task. 409 (with Retry-After) when its work identity is queued, dispatched or running."""
+             responses={**documented(404, 409, 429), 200: {"model": Task, "description": "a popped task given back"}})
+def push(scheduler_id: str, body: PushRequest, state: State, response: Response) -> Task:
+    """Queue one task (201). 409 (with Retry-After) when its work identity is queued, dispatched or
+    running already. A runner that pushes back a task it popped and did not run (the whole Task, as
+    OpenKAT's runners do when they stop) gives it back: 200, and the task is in its place in the queue."""
     queue = queue_of(state, scheduler_id)
-    payload = queue.validate(_payload_data(body))
+    if body.scheduler_id is not None and body.scheduler_id != scheduler_id:
+        raise ApiError(400, f"scheduler_id {body.scheduler_id!r} differs from the scheduler pushed to, "
+                       f"{scheduler_id!r}", field="scheduler_id")
+    data = _payload_data(body)
+    payload = queue.validate(data)
     if payload.organization != body.organisation:
         raise ApiError(400, f"organisation {body.organisation!r} differs from the payload's organization "
                        f"{payload.organization!r}", field="organisation")
     score = score_for(queue, body.priority, payload.hash, state.context.clock_ms(),
                       state.context.settings.grace_period)
-    result = queue.push(payload, score)
-    if result.outcome is PushOutcome.QUEUED:
-        record = queue.records.get(payload.id)
-        if record is None:  # finished and expired between the push and this read: vanishingly rare
-            raise ApiError(409, f"task {payload.id} was queued but is gone already")
+    result = queue.push(payload, score, data=data)
+    if result.record is not None:
         logger.info("task %s of organisation %s pushed to %s (priority %s, score %d)",
                     payload.id, payload.organization, queue.kind, body.priority, score)
-        return record.to_task()
+        return result.record.to_task()
     if result.outcome is PushOutcome.FULL:
         raise ApiError(429, f"the {queue.kind} queue is full ({queue.maxsize} tasks)",
                        headers={"Retry-After": str(FULL_RETRY_AFTER_SECONDS)})
+    if result.outcome is PushOutcome.DUPLICATE and result.task_id == payload.id:
+        response.status_code = 200
+        return _given_back(queue, payload.id, payload.organization, result.holder_status)
     if result.outcome is PushOutcome.ID_TAKEN:
-        raise ApiError(409, f"task id {payload.id} is taken", field="id")
+        raise ApiError(409, _why_taken(queue, payload.id, payload.organization), field="id")
     logger.info("task %s of organisation %s refused: its work is %s as task %s",
                 payload.id, payload.organization, result.holder_status, result.task_id)
     raise ApiError(409, f"this work is {result.holder_status} already as task {result.task_id}",
@@ -77,7 +87,8 @@ def push(scheduler_id: str, body: PushRequest, state: State) -> Task:
 
 
 def _payload_data(body: PushRequest) -> dict[str, Any]:
-    """body.data with the task id settled: body.id and data.id must agree; either may be left out."""
+    """body.data with the task id settled: body.id and data.id must agree; either may be left out or
+    null (a new id is made when both are)."""
     data = dict(body.data)
     given = data.get("id")
     if given is not None:
@@ -87,10 +98,30 @@ def _payload_data(body: PushRequest) -> dict[str, Any]:
             raise ApiError(400, "data.id: must be a UUID", field="data.id") from None
         if body.id is not None and body.id != data_id:
             raise ApiError(400, "id and data.id differ; a runner relies on them being equal", field="id")
-        data["id"] = str(given)
-    elif body.id is not None:
-        data["id"] = str(body.id)
+        data["id"] = str(data_id)
+    else:
+        data["id"] = str(body.id) if body.id is not None else new_task_id()
     return data
+
+
+def _given_back(queue: PriorityQueue, task_id: str, organisation: str, status: str | None) -> Task:
+    """A task pushed again by the runner that popped it: released to its place in the queue."""
+    if status in (TaskStatus.DISPATCHED, TaskStatus.RUNNING):
+        outcome = queue.release(task_id)
+        logger.info("task %s of organisation %s given back to the %s queue by its runner (%s)",
+                    task_id, organisation, queue.kind, outcome)
+    record = queue.records.get(task_id)
+    if record is None:
+        raise ApiError(409, f"task {task_id} is gone")
+    return record.to_task()
+
+
+def _why_taken(queue: PriorityQueue, task_id: str, organisation: str) -> str:
+    record = queue.records.get(task_id)
+    if record is not None and record.organisation == organisation and record.status in FINAL_STATUSES:
+        return (f"task {task_id} has ended ({record.status.value}); push the work without an id "
+                "to run it again")
+    return f"task id {task_id} is taken by other work"
 
 
 @router.post("/schedulers/{scheduler_id}/pop", response_model=PopResponse, responses=documented(404))
@@ -103,7 +134,7 @@ def pop(
     """Take up to `limit` tasks in serving order, each dispatched under a lease. The runner then PATCHes
     /tasks/{id} to running and completed or failed; a task whose lease runs out returns to the queue."""
     queue = queue_of(state, scheduler_id)
-    constraints = filters.plugin_constraints(filters.parse(body))
+    constraints = filters.plugin_constraints(filters.parse(body), queue.kind)
     reap_if_due(state, queue)
     plugin_ids: list[str] | None = None
     if not constraints.empty:
@@ -111,7 +142,7 @@ def pop(
         plugin_ids = sorted(constraints.plugin_ids(plugins_by_image(queue, images) if images else {}))
         if not plugin_ids:
             return PopResponse(results=[])
-    claimed = queue.claim(limit, plugin_ids)
+    claimed = queue.claim(limit, plugin_ids, lease_seconds=state.context.settings.pull_lease_seconds)
     for record in claimed:
         _log_popped(record)
     return PopResponse(results=[record.to_task() for record in claimed])

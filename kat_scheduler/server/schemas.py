@@ -3,11 +3,12 @@ the project's own models (kat_scheduler.models.Task, Schedule)."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from kat_scheduler.models import Schedule, Task, TaskStatus
 
@@ -27,9 +28,22 @@ def _as_utc(moment: datetime) -> datetime:
 
 UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
 
+_DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _date_means_its_end(value: Any) -> Any:
+    """A date alone, as OpenKAT's web UI sends the end of a period, means the last moment of that day."""
+    if isinstance(value, str) and _DATE_ONLY.fullmatch(value):
+        return value + "T23:59:59.999999"
+    return value
+
+
+UtcDatetimeUntil = Annotated[datetime, BeforeValidator(_date_means_its_end), AfterValidator(_as_utc)]
+
 
 class PushRequest(BaseModel):
-    """A task to queue: `data` is the payload (BoefjeTask or NormalizerTask of contracts §5)."""
+    """A task to queue: `data` is the payload (BoefjeTask or NormalizerTask of contracts §5). Other fields
+    of a Task (status, hash, times), as a runner sends when it gives a task back, are ignored."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -37,6 +51,7 @@ class PushRequest(BaseModel):
     priority: int | None = Field(None, description="lower first; 1 (or less) is a manual run, see docs/api.md")
     data: dict[str, Any]
     id: UUID | None = Field(None, description="the task id; must equal data.id when both are given")
+    scheduler_id: str | None = Field(None, max_length=NAME_LENGTH, description="when given, the scheduler pushed to")
 
 
 class TaskPatch(BaseModel):
@@ -64,6 +79,11 @@ class SchedulerOut(BaseModel):
     item_type: str
     qsize: int
     last_activity: datetime | None = Field(None, description="when the newest task of this scheduler was created")
+
+
+class QueueOut(BaseModel):
+    id: str
+    size: int
 
 
 class ScheduleCreate(BaseModel):

@@ -1,28 +1,39 @@
 """Reading task records for the API: one task by id, filtered pages of the history, hourly stats.
 
-The queue keeps, per kind, a sorted set of task ids by creation time (`P:history`) and one record per
-task. Filters on the time window and the kind use the sorted set alone; filters on organisation or
-status read the records, newest first, at most SCAN_LIMIT per kind per request, so one listing never
-holds Redis or the API for long. Beyond that window the count is a lower bound (docs/api.md).
+Each kind's records store keeps two creation indexes, one of all its tasks and one per organisation
+(TaskRepository.created). A listing restricted to organisations reads their own indexes, so the
+organisation scoping every OpenKAT list carries is exact and costs nothing extra. Conditions on
+anything but the organisation and the time window are checked record by record, newest first, at most
+SCAN_LIMIT records per index and request, so one listing never holds Redis or the API for long; beyond
+that window the count is a lower bound (docs/api.md).
 """
 
 from __future__ import annotations
 
+import heapq
+import json
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from kat_scheduler.context.context import AppContext
 from kat_scheduler.models import TaskStatus
 from kat_scheduler.queues import PriorityQueue
-from kat_scheduler.repositories.task_records import RECORD_FIELDS, SEP, TaskRecord
+from kat_scheduler.repositories.task_records import (
+    HOUR_MS,
+    Created,
+    StoredFields,
+    TaskRecord,
+    TaskRepository,
+    ms_to_datetime,
+)
+from kat_scheduler.server.filters import FilterSet
 
-SCAN_LIMIT = 20_000  # records read per kind for one filtered listing
+SCAN_LIMIT = 20_000  # records read per index for one filtered listing
 CHUNK = 1000  # records per MGET
-STATUS_FIELD = RECORD_FIELDS.index("status")
-ORG_FIELD = RECORD_FIELDS.index("org")
-HOUR_MS = 3_600_000
+TASK_COLUMNS = frozenset({"id", "scheduler_id", "schedule_id", "organisation", "priority", "status", "type", "hash",
+                          "data", "attempts", "created_at", "modified_at"})
 
 
 def find(context: AppContext, task_id: str) -> tuple[PriorityQueue, TaskRecord] | None:
@@ -36,93 +47,140 @@ def find(context: AppContext, task_id: str) -> tuple[PriorityQueue, TaskRecord] 
 
 @dataclass(frozen=True, slots=True)
 class TaskQuery:
+    """What a listing asks for. `organisations` None: every organisation's tasks."""
+
     kinds: Sequence[str]
-    organisation: str | None = None
+    organisations: frozenset[str] | None = None
     status: TaskStatus | None = None
     min_ms: int | None = None
     max_ms: int | None = None
+    input_ooi: str | None = None  # a part of the object's primary key, in any case
+    plugin_id: str | None = None
+    filters: FilterSet = field(default_factory=FilterSet)
     offset: int = 0
     limit: int = 100
 
     @property
     def reads_records(self) -> bool:
-        return self.organisation is not None or self.status is not None
+        return (self.status is not None or self.input_ooi is not None or self.plugin_id is not None
+                or not self.filters.empty)
+
+    @property
+    def bounds(self) -> tuple[str, str]:
+        return ("-inf" if self.min_ms is None else str(self.min_ms),
+                "+inf" if self.max_ms is None else str(self.max_ms))
+
+    def keeps(self, kind: str, task_id: str, fields: StoredFields) -> bool:
+        if self.status is not None and fields.status != self.status.value:
+            return False
+        if self.plugin_id is not None and fields.plugin != self.plugin_id:
+            return False
+        if self.input_ooi is not None and self.input_ooi.casefold() not in fields.ooi.casefold():
+            return False
+        return self.filters.empty or self.filters.matches(TaskView(kind, task_id, fields))
+
+
+class TaskView(Mapping[str, Any]):
+    """A stored task as the API shows it, for filter conditions: each column is made when a condition
+    asks for it, and the payload is decoded only for conditions on `data`."""
+
+    __slots__ = ("_data", "fields", "kind", "task_id")
+
+    def __init__(self, kind: str, task_id: str, fields: StoredFields) -> None:
+        self.kind, self.task_id, self.fields = kind, task_id, fields
+        self._data: dict[str, Any] | None = None
+
+    def __getitem__(self, column: str) -> Any:
+        f = self.fields
+        match column:
+            case "id":
+                return self.task_id
+            case "scheduler_id" | "type":
+                return self.kind
+            case "schedule_id":
+                return f.schedule or None
+            case "organisation":
+                return f.org
+            case "priority":
+                return int(f.prio)
+            case "status":
+                return f.status
+            case "hash":
+                return f.hash
+            case "attempts":
+                return int(f.attempts)
+            case "created_at":
+                return ms_to_datetime(int(f.created))
+            case "modified_at":
+                return ms_to_datetime(int(f.modified))
+            case "data":
+                if self._data is None:
+                    self._data = {"id": self.task_id, **json.loads(f.data)}
+                return self._data
+        raise KeyError(column)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(TASK_COLUMNS)
+
+    def __len__(self) -> int:
+        return len(TASK_COLUMNS)
 
 
 @dataclass(frozen=True, slots=True)
-class TaskHit:
+class Hit:
     created_ms: int
-    kind: str
     task_id: str
+    kind: str
+    fields: StoredFields | None = None  # read already when the listing checked the record
 
 
 def list_tasks(context: AppContext, query: TaskQuery) -> tuple[int, list[TaskRecord]]:
     """(matching count, the page of records), newest first."""
-    hits: list[TaskHit] = []
+    wanted = query.offset + query.limit
     count = 0
+    streams: list[list[Hit]] = []
     for kind in query.kinds:
-        queue = context.queues[kind]
-        if query.reads_records:
-            matched = list(_matching(queue, query))
-            count += len(matched)
-            hits += matched
-        else:
-            count += _count_window(queue, query)
-            hits += _window(queue, query, 0, query.offset + query.limit)
-    hits.sort(key=lambda hit: (hit.created_ms, hit.task_id), reverse=True)
-    page = hits[query.offset:query.offset + query.limit]
+        records = context.queues[kind].records
+        for organisation in (None,) if query.organisations is None else sorted(query.organisations):
+            if query.reads_records:
+                matched = list(_matching(records, organisation, query))
+                count += len(matched)
+                streams.append(matched)
+            else:
+                count += records.count_created(organisation, *query.bounds)
+                streams.append([Hit(c.created_ms, c.task_id, kind)
+                                for c in records.created(organisation, *query.bounds, 0, wanted)])
+    newest_first = heapq.merge(*streams, key=lambda hit: (hit.created_ms, hit.task_id), reverse=True)
+    page = list(newest_first)[query.offset:wanted]
     return count, _records(context, page)
 
 
-def _bounds(query: TaskQuery) -> tuple[str, str]:
-    low = "-inf" if query.min_ms is None else str(query.min_ms)
-    high = "+inf" if query.max_ms is None else str(query.max_ms)
-    return low, high
-
-
-def _count_window(queue: PriorityQueue, query: TaskQuery) -> int:
-    low, high = _bounds(query)
-    return int(queue.client.zcount(f"{queue.base}:history", low, high))
-
-
-def _window(queue: PriorityQueue, query: TaskQuery, start: int, num: int) -> list[TaskHit]:
-    low, high = _bounds(query)
-    pairs = queue.client.zrevrangebyscore(f"{queue.base}:history", high, low, start=start, num=num,
-                                          withscores=True)
-    return [TaskHit(int(score), queue.kind, task_id) for task_id, score in pairs]
-
-
-def _matching(queue: PriorityQueue, query: TaskQuery) -> Iterator[TaskHit]:
-    """The hits whose record has the organisation and status asked for, within SCAN_LIMIT records."""
+def _matching(records: TaskRepository, organisation: str | None, query: TaskQuery) -> Iterator[Hit]:
+    """The hits of one index whose record the query keeps, within SCAN_LIMIT records."""
     for start in range(0, SCAN_LIMIT, CHUNK):
-        hits = _window(queue, query, start, min(CHUNK, SCAN_LIMIT - start))
-        for hit, fields in zip(hits, _fields(queue, hits), strict=True):
-            if fields is None:
-                continue
-            if query.status is not None and fields[STATUS_FIELD] != query.status.value:
-                continue
-            if query.organisation is not None and fields[ORG_FIELD] != query.organisation:
-                continue
-            yield hit
-        if len(hits) < CHUNK:
+        created: list[Created] = records.created(organisation, *query.bounds, start, min(CHUNK, SCAN_LIMIT - start))
+        for entry, fields in zip(created, records.get_fields([c.task_id for c in created]), strict=True):
+            if fields is not None and query.keeps(records.kind, entry.task_id, fields):
+                yield Hit(entry.created_ms, entry.task_id, records.kind, fields)
+        if len(created) < CHUNK:
             return
 
 
-def _fields(queue: PriorityQueue, hits: Sequence[TaskHit]) -> list[list[str] | None]:
-    """The leading fields of each hit's record (None when it expired), without decoding payloads."""
-    if not hits:
-        return []
-    stored = queue.client.mget([queue.records.record_key(hit.task_id) for hit in hits])
-    return [value.split(SEP, ORG_FIELD + 1) if value else None for value in stored]
-
-
-def _records(context: AppContext, hits: Sequence[TaskHit]) -> list[TaskRecord]:
-    by_kind: dict[str, list[str]] = {}
+def _records(context: AppContext, hits: Sequence[Hit]) -> list[TaskRecord]:
+    """The records of a page, from the fields read already or in one MGET per kind."""
+    unread: dict[str, list[str]] = {}
     for hit in hits:
-        by_kind.setdefault(hit.kind, []).append(hit.task_id)
-    found = {record.id: record for kind, ids in by_kind.items()
+        if hit.fields is None:
+            unread.setdefault(hit.kind, []).append(hit.task_id)
+    found = {record.id: record for kind, ids in unread.items()
              for record in context.queues[kind].records.get_many(ids)}
-    return [found[hit.task_id] for hit in hits if hit.task_id in found]
+    page = []
+    for hit in hits:
+        if hit.fields is not None:
+            page.append(TaskRecord.from_fields(hit.kind, hit.task_id, hit.fields))
+        elif hit.task_id in found:
+            page.append(found[hit.task_id])
+    return page
 
 
 # -- stats ----------------------------------------------------------------------------------------
@@ -130,30 +188,25 @@ def _records(context: AppContext, hits: Sequence[TaskHit]) -> list[TaskRecord]:
 STAT_KEYS = [status.value for status in TaskStatus]
 
 
-def hour_of(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms // HOUR_MS * HOUR_MS / 1000, tz=UTC)
-
-
 def stats(context: AppContext, kinds: Sequence[str], organisation: str | None) -> dict[str, dict[str, int]]:
-    """Per hour of creation, over the 24 hours ending with the current one: tasks by status and in total."""
+    """As OpenKAT's scheduler counts them: tasks changed in the last 24 hours, by the hour of their last
+    change and the status they have now; only hours with tasks, the newest first."""
     now_ms = context.clock_ms()
-    first_hour = hour_of(now_ms) - timedelta(hours=23)
-    start_ms = int(first_hour.timestamp() * 1000)
-    counters = {first_hour + timedelta(hours=n): Counter[str]() for n in range(24)}
-    query = TaskQuery(kinds, organisation=organisation, min_ms=start_ms, max_ms=now_ms)
+    hours = list(range(_hour_of(now_ms), _hour_of(now_ms - 24 * HOUR_MS) - 1, -HOUR_MS))
+    counters = [Counter[str]() for _ in hours]
     for kind in kinds:
-        queue = context.queues[kind]
-        start = 0
-        while True:
-            hits = _window(queue, query, start, CHUNK)
-            for hit, fields in zip(hits, _fields(queue, hits), strict=True):
-                if fields is None or (organisation is not None and fields[ORG_FIELD] != organisation):
-                    continue
-                counter = counters.get(hour_of(hit.created_ms))
-                if counter is not None:
-                    counter[fields[STATUS_FIELD]] += 1
-            if len(hits) < CHUNK:
-                break
-            start += CHUNK
-    return {hour.isoformat(): {**{key: counter[key] for key in STAT_KEYS}, "total": sum(counter.values())}
-            for hour, counter in counters.items()}
+        for counter, counts in zip(counters, context.queues[kind].records.hourly_counts(hours), strict=True):
+            for (status, org), number in counts.items():
+                if organisation is None or org == organisation:
+                    counter[status] += number
+    answer: dict[str, dict[str, int]] = {}
+    for hour, counter in zip(hours, counters, strict=True):
+        by_status = {key: max(0, counter[key]) for key in STAT_KEYS}
+        total = sum(by_status.values())
+        if total:
+            answer[ms_to_datetime(hour).isoformat()] = {**by_status, "total": total}
+    return answer
+
+
+def _hour_of(ms: int) -> int:
+    return ms - ms % HOUR_MS

@@ -10,25 +10,26 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Body, Query, Request
 
 from kat_scheduler.context.context import KINDS
 from kat_scheduler.models import Task, TaskStatus
 from kat_scheduler.queues import PriorityQueue
 from kat_scheduler.repositories.task_records import TaskRecord
-from kat_scheduler.server import task_index
+from kat_scheduler.server import filters, task_index
 from kat_scheduler.server.config import MAX_PAGE_SIZE
 from kat_scheduler.server.deps import State
 from kat_scheduler.server.errors import ApiError, documented
 from kat_scheduler.server.pages import page_links
-from kat_scheduler.server.schemas import HourStats, TaskPage, TaskPatch, UtcDatetime
+from kat_scheduler.server.schemas import HourStats, TaskPage, TaskPatch, UtcDatetime, UtcDatetimeUntil
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["tasks"])
 MAX_OFFSET = 1_000_000
 
 
-@router.get("/tasks", response_model=TaskPage, responses=documented(404))
+@router.get("/tasks", response_model=TaskPage, responses=documented())
+@router.post("/tasks", response_model=TaskPage, responses=documented())
 def list_tasks(
     request: Request,
     state: State,
@@ -37,20 +38,31 @@ def list_tasks(
     organisation: Annotated[str | None, Query(max_length=200)] = None,
     status: TaskStatus | None = None,
     min_created_at: UtcDatetime | None = None,
-    max_created_at: UtcDatetime | None = None,
+    max_created_at: Annotated[UtcDatetimeUntil | None, Query(description="a time, or a date: up to its end")] = None,
+    input_ooi: Annotated[str | None, Query(max_length=1000, description="a part of the object's key")] = None,
+    plugin_id: Annotated[str | None, Query(max_length=200)] = None,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 100,
+    limit: Annotated[int, Query(ge=0, le=MAX_PAGE_SIZE, description="0: only the count")] = 100,
+    body: Annotated[filters.FilterRequest | None, Body()] = None,
 ) -> TaskPage:
-    """Tasks newest first. Filtering by organisation or status reads at most 20,000 records per
-    scheduler, newest first (docs/api.md)."""
+    """Tasks newest first. POST (as OpenKAT's web UI lists them) also takes a filter body, whose
+    conditions every listed task meets; conditions on the organisation restrict the listing to those
+    organisations' tasks (docs/api.md)."""
     if min_created_at and max_created_at and min_created_at > max_created_at:
         raise ApiError(400, "min_created_at is after max_created_at", field="min_created_at")
-    kinds = _kinds(state, scheduler_id, task_type)
+    conditions = filters.parse(body)
+    unknown = {c.path[0] for c in conditions.conditions} - task_index.TASK_COLUMNS
+    if unknown:
+        raise ApiError(400, f"filters: a task has no column {sorted(unknown)[0]!r}; its columns are "
+                       f"{', '.join(sorted(task_index.TASK_COLUMNS))}", field="filters.column")
+    organisations, conditions = conditions.split_off("organisation")
+    if organisation is not None:
+        organisations = frozenset({organisation}) if organisations is None else organisations & {organisation}
     query = task_index.TaskQuery(
-        kinds, organisation=organisation, status=status,
+        _kinds(state, scheduler_id, task_type), organisations=organisations, status=status,
         min_ms=None if min_created_at is None else int(min_created_at.timestamp() * 1000),
         max_ms=None if max_created_at is None else int(max_created_at.timestamp() * 1000),
-        offset=offset, limit=limit,
+        input_ooi=input_ooi, plugin_id=plugin_id, filters=conditions, offset=offset, limit=limit,
     )
     count, records = task_index.list_tasks(state.context, query)
     previous, following = page_links(request, offset, limit, count)
@@ -58,13 +70,9 @@ def list_tasks(
 
 
 def _kinds(state: State, scheduler_id: str | None, task_type: str | None) -> list[str]:
-    kinds = list(KINDS)
-    for value, name in ((scheduler_id, "scheduler_id"), (task_type, "task_type")):
-        if value is not None:
-            if value not in KINDS:
-                raise ApiError(400, f"{name}: {value!r} is not one of {', '.join(KINDS)}", field=name)
-            kinds = [kind for kind in kinds if kind == value]
-    return kinds
+    """The kinds a listing looks at. Like OpenKAT's scheduler, an id that names no scheduler matches no
+    task rather than being an error."""
+    return [kind for kind in KINDS if scheduler_id in (None, kind) and task_type in (None, kind)]
 
 
 @router.get("/tasks/stats", response_model=dict[str, HourStats], responses=documented())
@@ -73,7 +81,8 @@ def task_stats(
     scheduler_id: Annotated[str | None, Query(max_length=200)] = None,
     organisation_id: Annotated[str | None, Query(max_length=200)] = None,
 ) -> dict[str, HourStats]:
-    """Per hour of creation over the last 24 hours (the current hour included): tasks by status."""
+    """Tasks changed in the last 24 hours, by the hour of their last change and their status now; only
+    hours with tasks, newest first (as OpenKAT's scheduler answers it)."""
     return task_index.stats(state.context, _kinds(state, scheduler_id, None), organisation_id)
 
 
@@ -90,7 +99,7 @@ def patch_task(task_id: str, patch: TaskPatch, state: State) -> Task:
     wanted = patch.status
     if record.status is wanted and wanted is not TaskStatus.RUNNING:
         return record.to_task()
-    reply = _apply(queue, record, wanted)
+    reply = _apply(queue, record, wanted, state.context.settings.pull_lease_seconds)
     if reply in ("ok", "cancelled"):
         logger.info("task %s of organisation %s: %s -> %s", record.id, record.organisation, record.status.value,
                     wanted.value)
@@ -100,12 +109,11 @@ def patch_task(task_id: str, patch: TaskPatch, state: State) -> Task:
     raise ApiError(409, f"task {task_id} is {reply}; it cannot become {wanted.value}" + _hint(reply, wanted))
 
 
-def _apply(queue: PriorityQueue, record: TaskRecord, wanted: TaskStatus) -> str:
+def _apply(queue: PriorityQueue, record: TaskRecord, wanted: TaskStatus, lease_seconds: float) -> str:
     """The queue operation for a status change; its reply: "ok", "cancelled", or the blocking status."""
     match wanted:
         case TaskStatus.RUNNING:
-            reply = queue.mark_running(record.id)
-            return queue.renew(record.id) if reply == "ok" else reply
+            return queue.mark_running(record.id, lease_seconds=lease_seconds)
         case TaskStatus.COMPLETED | TaskStatus.FAILED:
             return queue.ack(record.id, failed=wanted is TaskStatus.FAILED)
         case TaskStatus.CANCELLED:

@@ -42,7 +42,7 @@ def boefje_data(org: str = "org1", boefje: str = "dns-records", ooi: str | None 
 def make_context(client: fakeredis.FakeRedis, prefix: str, clock: FakeClock, **overrides: Any) -> AppContext:
     settings = load_settings(key_prefix=prefix, katalogus_api=CLOSED_PORT_URL, octopoes_api=CLOSED_PORT_URL,
                              bytes_api=CLOSED_PORT_URL, queue_uri="amqp://guest:guest@127.0.0.1:9/%2F",
-                             lease_seconds=60, **overrides)
+                             lease_seconds=60, pull_lease_seconds=60, **overrides)
     return AppContext.create(settings, redis_client=client, clock_ms=clock)
 
 
@@ -324,7 +324,7 @@ def test_task_listing_filters_and_pages(api: TestClient, clock: FakeClock) -> No
 
 @pytest.mark.parametrize("query", [
     "min_created_at=2030-01-02T00:00:00Z&max_created_at=2030-01-01T00:00:00Z",
-    "limit=1001", "limit=0", "offset=-1", "status=sleeping", "scheduler_id=nope", "task_type=bit",
+    "limit=1001", "limit=-1", "offset=-1", "status=sleeping",
     "min_created_at=yesterday", "max_created_at=9999-12-31T23:59:59-23:59",
 ])
 def test_task_listing_refuses_bad_queries(api: TestClient, query: str) -> None:
@@ -332,25 +332,47 @@ def test_task_listing_refuses_bad_queries(api: TestClient, query: str) -> None:
     assert response.status_code == 400 and response.json()["detail"]
 
 
-def test_task_stats_count_per_hour_of_the_last_day(api: TestClient, clock: FakeClock) -> None:
-    clock.advance(-7200)
-    old = pushed(api, boefje_data(org="org1"))
-    clock.advance(7200)
-    done, waiting = pushed(api, boefje_data(org="org1")), pushed(api, boefje_data(org="org2"))
-    api.post("/schedulers/boefje/pop?limit=3")
+def test_a_count_only_listing_and_one_of_no_scheduler(api: TestClient) -> None:
+    for _ in range(3):
+        pushed(api)
+    count_only = api.get("/tasks?limit=0").json()
+    assert count_only == {"count": 3, "next": None, "previous": None, "results": []}
+    for query in ("scheduler_id=report", "task_type=report"):  # as OpenKAT's scheduler: nothing matches
+        assert api.get(f"/tasks?{query}").json()["count"] == 0
+
+
+def test_a_date_alone_as_the_end_of_a_window_means_the_end_of_that_day(api: TestClient, clock: FakeClock) -> None:
+    pushed(api)
+    today = datetime.fromtimestamp(clock.now_ms / 1000, tz=UTC).date().isoformat()
+    assert api.get("/tasks", params={"min_created_at": today, "max_created_at": today}).json()["count"] == 1
+
+
+def test_task_stats_count_tasks_by_the_hour_of_their_last_change(api: TestClient, clock: FakeClock) -> None:
+    """As OpenKAT's scheduler: tasks changed in the last 24 hours, by the hour of their last change and the
+    status they have now, only hours that have tasks, newest first."""
+    clock.advance(-26 * 3600)
+    pushed(api, normalizer_task(org="org1").model_dump(mode="json"), scheduler="normalizer")  # too long ago
+    clock.advance(24 * 3600)
+    dispatched = pushed(api, boefje_data(org="org1"))
+    untouched = pushed(api, normalizer_task(org="org2").model_dump(mode="json"), scheduler="normalizer",
+                       organisation="org2")
+    clock.advance(2 * 3600)
+    done, given_back = pushed(api, boefje_data(org="org1")), pushed(api, boefje_data(org="org2"))
+    assert len(api.post("/schedulers/boefje/pop?limit=3").json()["results"]) == 3
     patch(api, done["id"], "completed")
-    patch(api, waiting["id"], "queued")
+    patch(api, given_back["id"], "queued")
     stats = api.get("/tasks/stats").json()
-    assert len(stats) == 24
-    hours = sorted(stats)
-    now, two_ago = stats[hours[-1]], stats[hours[-3]]
-    assert (now["completed"], now["queued"], now["total"]) == (1, 1, 2)
-    assert (two_ago["dispatched"], two_ago["total"]) == (1, 1)
-    assert old["id"]
-    assert stats[hours[0]]["total"] == 0
-    assert api.get("/tasks/stats?organisation_id=org2").json()[hours[-1]]["total"] == 1
-    assert api.get("/tasks/stats?scheduler_id=normalizer").json()[hours[-1]]["total"] == 0
-    assert api.get("/tasks/stats?scheduler_id=nope").status_code == 400
+    now_hour, two_ago = list(stats)
+    assert datetime.fromisoformat(now_hour) - datetime.fromisoformat(two_ago) == timedelta(hours=2)
+    assert datetime.fromisoformat(now_hour).tzinfo is not None and now_hour.endswith("+00:00")
+    assert stats[now_hour] == {"pending": 0, "queued": 1, "dispatched": 1, "running": 0, "completed": 1,
+                               "failed": 0, "cancelled": 0, "total": 3}
+    assert (stats[two_ago]["queued"], stats[two_ago]["total"]) == (1, 1)
+    assert dispatched["id"] and untouched["id"]
+    (org2_hour,) = api.get("/tasks/stats?organisation_id=org2").json().values()
+    assert org2_hour["queued"] == 1
+    assert list(api.get("/tasks/stats?scheduler_id=boefje").json()) == [now_hour]
+    assert api.get("/tasks/stats?scheduler_id=report").json() == {}
 
 
 # -- schedules --------------------------------------------------------------------------------------

@@ -124,9 +124,9 @@ def test_a_script_that_refuses_leaves_nothing_half_written(queue: PriorityQueue)
     bad = _push_item(boefje_task(), 1, None, 1000, 2)
     bad_score = bad.replace("\x1fqueued\x1f1\x1f", "\x1fqueued\x1fnot-a-number\x1f", 1)
     with pytest.raises(redis.ResponseError, match="not a number"):
-        queue._call("push", "0:1:0", good, bad_score)
+        queue._call("push", "0:1:0:1000", good, bad_score)
     with pytest.raises(redis.ResponseError, match="not an id and a record"):
-        queue._call("push", "0:1:0", good, bad.split("\x1f", 1)[0] + "\x1fqueued\x1f1\x1forg")
+        queue._call("push", "0:1:0:1000", good, bad.split("\x1f", 1)[0] + "\x1fqueued\x1f1\x1forg")
     with pytest.raises(redis.ResponseError, match="options"):
         queue._call("push", "0:yes:0", good)
     assert queue.size() == 0 and queue.records.get(good_task.id) is None and queue.records.count() == 0
@@ -383,3 +383,84 @@ def test_aging_serves_a_rescan_within_its_bound_while_better_work_keeps_arriving
     else:
         pytest.fail(f"the rescan was not served within {bound} claims")
     assert claims > backlog  # it did wait behind better work first
+
+
+# -- what the API builds on: given payloads, late outcomes, pull leases, the indexes -------------------
+
+
+def test_a_payload_as_given_is_stored_with_the_fields_the_model_does_not_know(queue: PriorityQueue) -> None:
+    task = boefje_task()
+    given = {**task.model_dump(mode="json"), "type": "boefje", "deduplication_key": None, "extra": {"n": 1}}
+    result = queue.push(task, 5, data=given)
+    assert result.record is not None and result.record.data == given
+    assert queue.records.get(task.id).data == given  # type: ignore[union-attr]
+
+
+def test_a_late_outcome_of_a_task_that_went_back_to_the_queue_stands(queue: PriorityQueue,
+                                                                    clock: FakeClock) -> None:
+    task = boefje_task()
+    queue.push(task, 5)
+    queue.claim()
+    clock.advance(61)
+    assert queue.reap().requeued == [task.id]
+    assert queue.ack(task.id, attempt=1) == "queued"  # a claim that names its attempt is stale
+    assert queue.ack(task.id) == "ok"  # the runner without one reports its outcome
+    assert queue.records.get(task.id).status is TaskStatus.COMPLETED  # type: ignore[union-attr]
+    assert queue.size() == 0 and queue.claim() == []
+
+
+def test_a_task_never_handed_out_cannot_be_finished(queue: PriorityQueue) -> None:
+    task = boefje_task()
+    queue.push(task, 5)
+    assert queue.ack(task.id) == "queued"
+    assert queue.size() == 1
+
+
+def test_a_claim_and_a_running_report_may_set_their_own_lease(queue: PriorityQueue, clock: FakeClock) -> None:
+    task = boefje_task()
+    queue.push(task, 5)
+    queue.claim(lease_seconds=600)
+    clock.advance(300)
+    assert queue.reap().requeued == []
+    assert queue.mark_running(task.id, lease_seconds=600) == "ok"
+    clock.advance(599)
+    assert queue.reap().requeued == []
+    clock.advance(2)
+    assert queue.reap().requeued == [task.id]
+
+
+def test_each_organisation_has_an_index_of_its_tasks_by_creation(queue: PriorityQueue, clock: FakeClock) -> None:
+    first = [boefje_task(org="org1") for _ in range(3)]
+    queue.push_many((task, 5) for task in first)
+    clock.advance(10)
+    later = boefje_task(org="org1")
+    queue.push(later, 5)
+    queue.push(boefje_task(org="org2"), 5)
+    records = queue.records
+    assert records.count_created("org1", "-inf", "+inf") == 4 and records.count_created(None, "-inf", "+inf") == 5
+    newest = records.created("org1", "-inf", "+inf", 0, 2)
+    assert newest[0].task_id == later.id and newest[0].created_ms == clock.now_ms
+    assert records.count_created("org1", str(clock.now_ms), "+inf") == 1
+
+
+def test_an_organisations_index_forgets_tasks_older_than_the_retention(client: redis.Redis, key_prefix: str,
+                                                                       clock: FakeClock) -> None:
+    queue = make_queue(client, key_prefix, retention_seconds=100, clock_ms=clock)
+    queue.push(boefje_task(org="org1"), 5)
+    clock.advance(101)
+    queue.push(boefje_task(org="org1"), 5)
+    assert queue.records.count_created("org1", "-inf", "+inf") == 1
+
+
+def test_hourly_counters_follow_each_task_to_the_hour_and_status_of_its_last_change(queue: PriorityQueue,
+                                                                                   clock: FakeClock) -> None:
+    hour = clock.now_ms - clock.now_ms % 3_600_000
+    kept, moved = boefje_task(org="org1"), boefje_task(org="org2")
+    queue.push_many([(kept, 5), (moved, 6)])
+    clock.advance(3600)
+    queue.claim(2)
+    queue.ack(kept.id)
+    now_hour = hour + 3_600_000
+    then, now = queue.records.hourly_counts([hour, now_hour])
+    assert {key: n for key, n in then.items() if n} == {}
+    assert {key: n for key, n in now.items() if n} == {("completed", "org1"): 1, ("dispatched", "org2"): 1}

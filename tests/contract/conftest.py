@@ -1,0 +1,50 @@
+"""OpenKAT's own clients, as seen on the wire, against `kat-scheduler api` on the real Redis.
+
+Each module serves the API in a process of its own (uvicorn, as deployed) and sends the requests that
+Rocky's scheduler client and the boefje runner send, with their headers and bodies, then checks what
+those clients check of the answers."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from kat_scheduler.queues import connect
+from tests.factories.api_server import api_server
+from tests.factories.redis_fixtures import REDIS_URL, delete_prefixed
+
+
+@pytest.fixture(scope="module")
+def api_env() -> dict[str, str]:
+    """Settings of the module's API server; a module overrides this fixture to change them."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def api_base(api_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    prefix = f"kat-contract-{uuid.uuid4().hex[:10]}"
+    log = Path(tmp_path_factory.mktemp("api")) / "api.log"
+    client = connect(REDIS_URL)
+    try:
+        with api_server(REDIS_URL, prefix, api_env, log=log) as base:
+            yield base
+    finally:
+        delete_prefixed(client, prefix)
+        client.close()
+
+
+@pytest.fixture
+def http(api_base: str) -> Iterator[httpx.Client]:
+    """A client as OpenKAT's clients make theirs: httpx with a base URL."""
+    with httpx.Client(base_url=api_base, timeout=10) as client:
+        yield client
+
+
+@pytest.fixture
+def org() -> str:
+    """An organisation of each test's own, so that tests sharing a server never see each other's tasks."""
+    return f"org-{uuid.uuid4().hex[:8]}"
