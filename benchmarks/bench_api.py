@@ -1,89 +1,113 @@
-"""The HTTP API over real HTTP (uvicorn in a subprocess, started by `kat-scheduler api`), beside the
-queue's own push and claim in the same run on the same Redis."""
+"""The HTTP API as a runner sees it: `kat-scheduler api` in a process of its own, loaded by wrk (a load
+generator in C, in a process of its own) over 1 and 8 keep-alive connections, beside a bare endpoint on
+the same uvicorn with the same flags (benchmarks/bare_api.py), measured in alternating rounds.
+
+Figures: requests/s and the p50 and p99 latency of push (as the web UI pushes), pop (as a runner pops:
+no body, no Content-Type) and POST /tasks (a web UI task list of one organisation), each as a ratio of
+the bare endpoint's at the same number of connections. Needs `wrk` (Debian's package `wrk`).
+"""
 
 from __future__ import annotations
 
+import json
 import os
-import socket
+import re
+import shutil
+import statistics
 import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
-
-import requests
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 
 from benchmarks.bench_queue import drop, tasks
-from benchmarks.harness import Figure, rate, report
+from benchmarks.harness import Figure, report
 from kat_scheduler.queues import PriorityQueue, connect
+from tests.factories.api_server import api_server, http_server
 
 REDIS_URL = os.environ.get("KAT_BENCH_REDIS_URL", "redis://localhost:6379/0")
-START_TIMEOUT_SECONDS = 30
+WRK_SCRIPTS = Path(__file__).parent / "wrk"
+CONNECTIONS = (1, 8)
+POP_BACKLOG = 150_000  # tasks queued before the pop rounds, more than they can take
+TASK_LIST = json.dumps({"filters": [{"column": "organisation", "operator": "==", "value": "org3"}]})
+TASK_LIST_PATH = "/tasks?limit=50&offset=0&scheduler_id=boefje&task_type=boefje"
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+@dataclass(frozen=True)
+class Load:
+    requests_per_second: float
+    p50_ms: float
+    p99_ms: float
+
+
+def wrk(url: str, connections: int, seconds: float, script: str, env: dict[str, str] | None = None) -> Load:
+    """One wrk run; fails when any answer was not 2xx or 3xx."""
+    threads = min(connections, 2)
+    out = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency",
+                          "-s", str(WRK_SCRIPTS / script), url], capture_output=True, text=True, check=True,
+                         env={**os.environ, **(env or {})}).stdout
+    if "Non-2xx" in out:
+        raise RuntimeError(f"wrk saw errors from {url}:\n{out}")
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    return Load(rate, _percentile(out, "50%"), _percentile(out, "99%"))
+
+
+def _percentile(out: str, which: str) -> float:
+    value, unit = re.search(rf"^\s+{which}\s+([\d.]+)(us|ms|s)\s*$", out, re.M).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
 @contextmanager
-def api_server(prefix: str) -> Iterator[str]:
-    """`kat-scheduler api` on a free port with its own key prefix; yields its base URL."""
-    port = free_port()
-    env = {**os.environ, "SCHEDULER_REDIS_URL": REDIS_URL, "SCHEDULER_KEY_PREFIX": prefix,
-           "SCHEDULER_API_TOKEN": ""}
-    process = subprocess.Popen([sys.executable, "-m", "kat_scheduler.cli", "api", "--host", "127.0.0.1",
-                                "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_SECONDS
-        while True:
-            try:
-                if requests.get(f"{base}/health", timeout=1).ok:
-                    break
-            except requests.ConnectionError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the API did not start (exit code {process.poll()})")
-            time.sleep(0.05)
-        yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+def servers(prefix: str) -> Iterator[tuple[str, str]]:
+    with ExitStack() as stack:
+        api = stack.enter_context(api_server(REDIS_URL, prefix))
+        bare = stack.enter_context(http_server(["benchmarks.bare_api"], {}, ready="POST /bare"))
+        yield api, bare
 
 
 def run(quick: bool = False) -> None:
-    count = 500 if quick else 3000
+    if shutil.which("wrk") is None:
+        raise RuntimeError("the API benchmark needs wrk: apt-get install wrk")
+    seconds, rounds = (2, 1) if quick else (4, 3)
     client = connect(REDIS_URL)
-    api_prefix = f"kat-bench-api-{uuid.uuid4().hex[:8]}"
-    raw_prefix = f"kat-bench-api-raw-{uuid.uuid4().hex[:8]}"
-    queue = PriorityQueue(client, "boefje", prefix=raw_prefix)
+    prefix = f"kat-bench-api-{uuid.uuid4().hex[:8]}"
     try:
-        direct = tasks(count)
-        push_reference = rate(count, lambda: [queue.push(task, 1) for task in direct])
-        claim_reference = rate(count, lambda: [queue.claim(1) for _ in range(count)])
-        with api_server(api_prefix) as base, requests.Session() as session:
-            bodies = [{"organisation": task.organization, "data": task.model_dump(mode="json", exclude={"id"})}
-                      for task in tasks(count)]
+        with servers(prefix) as (api, bare):
+            queue = PriorityQueue(client, "boefje", prefix=prefix)
+            samples: dict[tuple[str, int], list[Load]] = {}
 
-            def push_all() -> None:
-                for body in bodies:
-                    response = session.post(f"{base}/schedulers/boefje/push", json=body)
-                    if response.status_code != 201:
-                        raise RuntimeError(f"push answered {response.status_code}: {response.text}")
+            def measure(name: str, connections: int, url: str, script: str, **env: str) -> None:
+                samples.setdefault((name, connections), []).append(wrk(url, connections, seconds, script, env))
 
-            def pop_all() -> None:
-                for _ in range(count):
-                    if not session.post(f"{base}/schedulers/boefje/pop").json()["results"]:
-                        raise RuntimeError("pop found the queue empty early")
-
-            push_rate = rate(count, push_all)
-            report(Figure("api push", push_rate, "requests/s", push_reference, "PriorityQueue.push"))
-            pop_rate = rate(count, pop_all)
-            report(Figure("api pop", pop_rate, "requests/s", claim_reference, "PriorityQueue.claim"))
+            for round_number in range(rounds):
+                for connections in CONNECTIONS:
+                    measure("bare", connections, f"{bare}/bare", "post.lua")
+                    measure("push", connections, api, "push.lua", WRK_RUN=f"r{round_number}c{connections}")
+                    measure("bare", connections, f"{bare}/bare", "post.lua")
+                    measure("tasks", connections, f"{api}{TASK_LIST_PATH}", "post.lua", WRK_BODY=TASK_LIST,
+                            WRK_CONTENT_TYPE="application/json")
+            queue.push_many((task, 1) for task in tasks(POP_BACKLOG, start=10_000_000))
+            for _ in range(rounds):
+                for connections in CONNECTIONS:
+                    measure("bare", connections, f"{bare}/bare", "post.lua")
+                    measure("pop", connections, f"{api}/schedulers/boefje/pop?limit=1", "post.lua")
+            for connections in CONNECTIONS:
+                reference = _median(samples["bare", connections])
+                for name, label in (("push", "api push"), ("pop", "api pop"), ("tasks", "api POST /tasks")):
+                    ours = _median(samples[name, connections])
+                    about = f"{label}, {connections} connection{'s' if connections > 1 else ''}"
+                    report(Figure(about, ours.requests_per_second, "requests/s", reference.requests_per_second,
+                                  "bare endpoint"))
+                    report(Figure(f"{about}, p50", ours.p50_ms, "ms", reference.p50_ms, "bare endpoint",
+                                  lower_is_better=True))
+                    report(Figure(f"{about}, p99", ours.p99_ms, "ms", reference.p99_ms, "bare endpoint",
+                                  lower_is_better=True))
     finally:
-        drop(client, api_prefix)
-        drop(client, raw_prefix)
+        drop(client, prefix)
         client.close()
+
+
+def _median(loads: list[Load]) -> Load:
+    return Load(statistics.median(load.requests_per_second for load in loads),
+                statistics.median(load.p50_ms for load in loads), statistics.median(load.p99_ms for load in loads))

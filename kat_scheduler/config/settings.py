@@ -86,6 +86,7 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = Field(None, validation_alias=_env("SCHEDULER_API_TOKEN"))
     api_max_body_bytes: int = Field(1024 * 1024, gt=0, validation_alias=_env("SCHEDULER_API_MAX_BODY_BYTES"))
     api_reap_interval: float = Field(1.0, ge=0, validation_alias=_env("SCHEDULER_API_REAP_INTERVAL"))
+    api_access_log: bool = Field(False, validation_alias=_env("SCHEDULER_API_ACCESS_LOG"))
     logging_format: Literal["text", "json"] = Field("text", validation_alias=_env("SCHEDULER_LOGGING_FORMAT"))
     debug: bool = Field(False, validation_alias=_env("DEBUG"))
 

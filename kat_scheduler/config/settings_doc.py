@@ -69,6 +69,7 @@ DESCRIPTIONS: dict[str, str] = {
     "api_token": "Bearer token every API call but /health and the OpenAPI document must carry; unset: the API is open",
     "api_max_body_bytes": "Larger API request bodies are refused with 413",
     "api_reap_interval": "A pop over the API reaps expired leases first, at most this often (seconds)",
+    "api_access_log": "Log one line per API request (uvicorn's access log)",
     "logging_format": "`text` for people, `json` for one JSON object per line",
     "debug": "Log at DEBUG level",
 }

@@ -14,6 +14,7 @@ restart without persistence, FUNCTION FLUSH) gets the library again on the next 
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -23,6 +24,28 @@ import redis
 
 Arg = str | int | float
 CONNECTION_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
+
+# Each thread keeps one connection of each pool for its calls instead of taking one from the pool and
+# giving it back every time: the pool's checks on taking and returning cost more system calls than the
+# call itself, and a thread never has two calls in flight. A forked child starts without any.
+_held = threading.local()
+os.register_at_fork(after_in_child=_held.__dict__.clear)
+
+
+def held_connection(pool: Any) -> Any:
+    """This thread's connection of `pool`, taken from the pool the first time."""
+    by_pool: dict[int, tuple[Any, Any]] = _held.__dict__.setdefault("by_pool", {})
+    held = by_pool.get(id(pool))
+    if held is None or held[0] is not pool:
+        held = by_pool[id(pool)] = (pool, pool.get_connection())
+    return held[1]
+
+
+def drop_held_connection(pool: Any, connection: Any) -> None:
+    """After a failure: the connection is closed and goes back to its pool; the next call takes another."""
+    connection.disconnect()
+    _held.__dict__.get("by_pool", {}).pop(id(pool), None)
+    pool.release(connection)
 
 
 class LuaLibrary:
@@ -76,7 +99,7 @@ class LuaLibrary:
         """Send the calls on one pooled connection and read their replies (error replies included) into
         `replies`; a connection failure stops it, leaving the rest of `sent` without a reply."""
         try:
-            connection = pool.get_connection()
+            connection = held_connection(pool)
         except CONNECTION_ERRORS:
             return
         try:
@@ -89,9 +112,10 @@ class LuaLibrary:
                 except redis.ResponseError as error:
                     replies.append(error)
         except CONNECTION_ERRORS:
-            connection.disconnect()
-        finally:
-            pool.release(connection)
+            drop_held_connection(pool, connection)
+        except BaseException:  # replies may be left unread on the connection: it cannot serve another call
+            drop_held_connection(pool, connection)
+            raise
 
     def _through_client(self, keys: Sequence[str], args: Sequence[Arg]) -> Any:
         """The call through redis-py's client (its retries included); an error reply is returned."""

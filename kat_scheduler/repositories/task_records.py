@@ -31,6 +31,11 @@ def ms_to_datetime(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
+def ms_to_iso(ms: int) -> str:
+    """As pydantic writes a UTC time in JSON: ISO 8601 with a Z."""
+    return ms_to_datetime(ms).isoformat().replace("+00:00", "Z")
+
+
 class StoredFields(NamedTuple):
     """A record split into its stored fields, the payload still JSON text: cheap to filter on."""
 
@@ -103,6 +108,14 @@ class TaskRecord:
             modified_ms=int(fields.modified),
             reason=fields.reason,
         )
+
+    def to_document(self) -> dict[str, Any]:
+        """The record as the HTTP API answers it: `to_task()` as JSON-ready plain data, made without a
+        model (the hot routes answer many of these)."""
+        return {"id": self.id, "scheduler_id": self.kind, "schedule_id": self.schedule_id,
+                "organisation": self.organisation, "priority": self.score, "status": self.status.value,
+                "type": self.kind, "hash": self.hash, "data": self.data, "attempts": self.attempts,
+                "created_at": ms_to_iso(self.created_ms), "modified_at": ms_to_iso(self.modified_ms)}
 
     def to_task(self) -> Task:
         """The record in the shape the HTTP API and the CLI show."""

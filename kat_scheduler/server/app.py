@@ -6,16 +6,16 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from prometheus_client import CollectorRegistry
 
 from kat_scheduler.context.context import AppContext
 from kat_scheduler.metrics import register
 from kat_scheduler.server import health, schedulers, schedules, tasks
-from kat_scheduler.server.auth import require_token
+from kat_scheduler.server.auth import TokenCheck, document_security
+from kat_scheduler.server.bodies import BODY_MODELS
 from kat_scheduler.server.config import ApiSettings
-from kat_scheduler.server.content_type import JsonByDefault
 from kat_scheduler.server.deps import ApiState
 from kat_scheduler.server.errors import install_error_handlers
 from kat_scheduler.server.limits import BodySizeLimit
@@ -33,14 +33,14 @@ def create_app(context: AppContext, settings: ApiSettings | None = None) -> Fast
     app.state.api = ApiState(context=context, settings=settings)
     app.state.metrics_registry = CollectorRegistry(auto_describe=False)
     register(context, app.state.metrics_registry)
-    protected = [Depends(require_token)]
-    app.include_router(health.router)
-    app.include_router(schedulers.router, dependencies=protected)
-    app.include_router(tasks.router, dependencies=protected)
-    app.include_router(schedules.router, dependencies=protected)
+    # The routes go straight into the app's own list, the ones runners call most first: FastAPI's
+    # include_router keeps each router as a level of its own that every request walks through.
+    for routes in (schedulers.router, tasks.router, health.router, schedules.router):
+        app.router.routes.extend(routes.routes)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(JsonByDefault)
+    if settings.token is not None:
+        app.add_middleware(TokenCheck, token=settings.token)
     app.openapi = lambda: openapi_document(app)  # type: ignore[method-assign]
     if settings.token is None:
         logger.warning("SCHEDULER_API_TOKEN is not set: the scheduler API is open to anyone who can reach it")
@@ -57,8 +57,13 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
     for path_item in document.get("paths", {}).values():
         for operation in path_item.values():
             operation.get("responses", {}).pop("422", None)
-    schemas = document.get("components", {}).get("schemas", {})
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
     for unused in ("HTTPValidationError", "ValidationError"):
         schemas.pop(unused, None)
+    document_security(document)
+    for name, model in BODY_MODELS.items():  # the bodies the routes read themselves (server/bodies.py)
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[name] = schema
     app.openapi_schema = document
     return document

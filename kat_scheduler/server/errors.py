@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import redis
@@ -45,13 +46,18 @@ def error_response(status: int, reason: str, *, field: str | None = None,
 
 
 def describe_validation(error: RequestValidationError) -> tuple[str, str | None]:
-    """The first problem of a validation error as (reason, field), without echoing the input."""
-    problems = error.errors()
+    """The first problem of a request's validation (query and path) as (reason, field)."""
+    problems = [{**problem, "loc": tuple(problem.get("loc", ()))[1:] or tuple(problem.get("loc", ()))}
+                for problem in error.errors()]
+    return describe_problems(problems)
+
+
+def describe_problems(problems: Sequence[Mapping[str, Any]]) -> tuple[str, str | None]:
+    """The first of pydantic's problems as (reason, field), without echoing the input."""
     if not problems:
         return "malformed request", None
     first = problems[0]
-    location = [str(part) for part in first.get("loc", ())]
-    field = ".".join(location[1:]) if len(location) > 1 else (location[0] if location else None)
+    field = ".".join(str(part) for part in first.get("loc", ())) or None
     reason = f"{field}: {first.get('msg', 'invalid')}" if field else str(first.get("msg", "invalid"))
     if len(problems) > 1:
         reason += f" (and {len(problems) - 1} more problem(s))"

@@ -9,18 +9,21 @@ import time
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Body, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from kat_scheduler.context.context import KINDS
 from kat_scheduler.models import FINAL_STATUSES, Task, TaskStatus, new_task_id
 from kat_scheduler.queues import PriorityQueue, PushOutcome
 from kat_scheduler.repositories.task_records import TaskRecord, ms_to_datetime
 from kat_scheduler.server import filters
+from kat_scheduler.server.bodies import documented as body_doc
+from kat_scheduler.server.bodies import json_body, optional_json_body
 from kat_scheduler.server.config import MAX_PAGE_SIZE
 from kat_scheduler.server.deps import ApiState, State, queue_of
 from kat_scheduler.server.errors import ApiError, documented
 from kat_scheduler.server.oci_images import plugins_by_image
 from kat_scheduler.server.priority import score_for
+from kat_scheduler.server.responses import task_response, tasks_response
 from kat_scheduler.server.schemas import PopResponse, PushRequest, QueueOut, SchedulerOut
 
 logger = logging.getLogger(__name__)
@@ -50,13 +53,20 @@ def get_scheduler(scheduler_id: str, state: State) -> SchedulerOut:
     return describe(queue_of(state, scheduler_id))
 
 
+GIVEN_BACK: dict[int | str, dict[str, Any]] = {200: {"model": Task, "description": "a popped task given back"}}
+
+
 @router.post("/schedulers/{scheduler_id}/push", status_code=201, response_model=Task,
-             responses={**documented(404, 409, 429), 200: {"model": Task, "description": "a popped task given back"}})
-def push(scheduler_id: str, body: PushRequest, state: State, response: Response) -> Task:
+             openapi_extra=body_doc(PushRequest), responses={**documented(404, 409, 429), **GIVEN_BACK})
+async def push(scheduler_id: str, request: Request, state: State) -> Response:
     """Queue one task (201). 409 (with Retry-After) when its work identity is queued, dispatched or
     running already. A runner that pushes back a task it popped and did not run (the whole Task, as
-    OpenKAT's runners do when they stop) gives it back: 200, and the task is in its place in the queue."""
+    OpenKAT's runners do when they stop) gives it back: 200, and the task is in its place in the queue.
+
+    Async, like pop and the task routes: their Redis work is one short call, cheaper on the event loop
+    than the hop to a worker thread."""
     queue = queue_of(state, scheduler_id)
+    body = await json_body(request, PushRequest)
     if body.scheduler_id is not None and body.scheduler_id != scheduler_id:
         raise ApiError(400, f"scheduler_id {body.scheduler_id!r} differs from the scheduler pushed to, "
                        f"{scheduler_id!r}", field="scheduler_id")
@@ -71,13 +81,12 @@ def push(scheduler_id: str, body: PushRequest, state: State, response: Response)
     if result.record is not None:
         logger.info("task %s of organisation %s pushed to %s (priority %s, score %d)",
                     payload.id, payload.organization, queue.kind, body.priority, score)
-        return result.record.to_task()
+        return task_response(result.record, 201)
     if result.outcome is PushOutcome.FULL:
         raise ApiError(429, f"the {queue.kind} queue is full ({queue.maxsize} tasks)",
                        headers={"Retry-After": str(FULL_RETRY_AFTER_SECONDS)})
     if result.outcome is PushOutcome.DUPLICATE and result.task_id == payload.id:
-        response.status_code = 200
-        return _given_back(queue, payload.id, payload.organization, result.holder_status)
+        return task_response(_given_back(queue, payload.id, payload.organization, result.holder_status))
     if result.outcome is PushOutcome.ID_TAKEN:
         raise ApiError(409, _why_taken(queue, payload.id, payload.organization), field="id")
     logger.info("task %s of organisation %s refused: its work is %s as task %s",
@@ -104,7 +113,7 @@ def _payload_data(body: PushRequest) -> dict[str, Any]:
     return data
 
 
-def _given_back(queue: PriorityQueue, task_id: str, organisation: str, status: str | None) -> Task:
+def _given_back(queue: PriorityQueue, task_id: str, organisation: str, status: str | None) -> TaskRecord:
     """A task pushed again by the runner that popped it: released to its place in the queue."""
     if status in (TaskStatus.DISPATCHED, TaskStatus.RUNNING):
         outcome = queue.release(task_id)
@@ -113,7 +122,7 @@ def _given_back(queue: PriorityQueue, task_id: str, organisation: str, status: s
     record = queue.records.get(task_id)
     if record is None:
         raise ApiError(409, f"task {task_id} is gone")
-    return record.to_task()
+    return record
 
 
 def _why_taken(queue: PriorityQueue, task_id: str, organisation: str) -> str:
@@ -124,16 +133,18 @@ def _why_taken(queue: PriorityQueue, task_id: str, organisation: str) -> str:
     return f"task id {task_id} is taken by other work"
 
 
-@router.post("/schedulers/{scheduler_id}/pop", response_model=PopResponse, responses=documented(404))
-def pop(
+@router.post("/schedulers/{scheduler_id}/pop", response_model=PopResponse, responses=documented(404),
+             openapi_extra=body_doc(filters.FilterRequest, required=False))
+async def pop(
     scheduler_id: str,
+    request: Request,
     state: State,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 1,
-    body: Annotated[filters.FilterRequest | None, Body()] = None,
-) -> PopResponse:
+) -> Response:
     """Take up to `limit` tasks in serving order, each dispatched under a lease. The runner then PATCHes
     /tasks/{id} to running and completed or failed; a task whose lease runs out returns to the queue."""
     queue = queue_of(state, scheduler_id)
+    body = await optional_json_body(request, filters.FilterRequest)
     constraints = filters.plugin_constraints(filters.parse(body), queue.kind)
     reap_if_due(state, queue)
     plugin_ids: list[str] | None = None
@@ -141,11 +152,11 @@ def pop(
         images = constraints.images
         plugin_ids = sorted(constraints.plugin_ids(plugins_by_image(queue, images) if images else {}))
         if not plugin_ids:
-            return PopResponse(results=[])
+            return tasks_response([])
     claimed = queue.claim(limit, plugin_ids, lease_seconds=state.context.settings.pull_lease_seconds)
     for record in claimed:
         _log_popped(record)
-    return PopResponse(results=[record.to_task() for record in claimed])
+    return tasks_response(claimed)
 
 
 def _log_popped(record: TaskRecord) -> None:

@@ -11,12 +11,15 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
 
 from kat_scheduler.context.context import KINDS
 from kat_scheduler.models import Schedule
 from kat_scheduler.queues import PriorityQueue
 from kat_scheduler.repositories import DuplicateSchedule, ScheduleRepository
 from kat_scheduler.server import filters
+from kat_scheduler.server.bodies import documented as body_doc
+from kat_scheduler.server.bodies import json_body
 from kat_scheduler.server.config import MAX_PAGE_SIZE
 from kat_scheduler.server.cron import next_run
 from kat_scheduler.server.deps import ApiState, State
@@ -54,12 +57,16 @@ def list_schedules(
     return SchedulePage(count=count, next=following, previous=previous, results=page)
 
 
-@router.post("/schedules/search", response_model=SchedulePage, responses=documented())
-def search_schedules(
-    request: Request, state: State, body: filters.FilterRequest, offset: Offset = 0, limit: Limit = 100
-) -> SchedulePage:
+@router.post("/schedules/search", response_model=SchedulePage, responses=documented(),
+             openapi_extra=body_doc(filters.FilterRequest))
+async def search_schedules(request: Request, state: State, offset: Offset = 0, limit: Limit = 100) -> SchedulePage:
     """Schedules matching OpenKAT-style filters on any field, e.g. column "data", field "boefje__id"."""
-    conditions = filters.parse(body)
+    conditions = filters.parse(await json_body(request, filters.FilterRequest))
+    return await run_in_threadpool(_search, request, state, conditions, offset, limit)
+
+
+def _search(request: Request, state: ApiState, conditions: filters.FilterSet, offset: int, limit: int
+            ) -> SchedulePage:
 
     def keep(schedule: Schedule) -> bool:
         return conditions.matches(schedule.model_dump(mode="json"))
@@ -69,8 +76,10 @@ def search_schedules(
     return SchedulePage(count=count, next=following, previous=previous, results=page)
 
 
-@router.post("/schedules", status_code=201, response_model=Schedule, responses=documented(409))
-def create_schedule(body: ScheduleCreate, state: State) -> Schedule:
+@router.post("/schedules", status_code=201, response_model=Schedule, responses=documented(409),
+             openapi_extra=body_doc(ScheduleCreate))
+async def create_schedule(request: Request, state: State) -> Schedule:
+    body = await json_body(request, ScheduleCreate)
     if body.scheduler_id not in KINDS:
         raise ApiError(400, f"scheduler_id: {body.scheduler_id!r} is not one of {', '.join(KINDS)}",
                        field="scheduler_id")
@@ -96,10 +105,12 @@ def get_schedule(schedule_id: str, state: State) -> Schedule:
     return _find(state, schedule_id)[1]
 
 
-@router.patch("/schedules/{schedule_id}", response_model=Schedule, responses=documented(404, 409))
-def patch_schedule(schedule_id: str, patch: SchedulePatch, state: State) -> Schedule:
+@router.patch("/schedules/{schedule_id}", response_model=Schedule, responses=documented(404, 409),
+              openapi_extra=body_doc(SchedulePatch))
+async def patch_schedule(schedule_id: str, request: Request, state: State) -> Schedule:
     """Change enabled, schedule (cron; null removes it), deadline_at or data. A new cron without a new
     deadline_at moves the deadline to the cron's next time."""
+    patch = await json_body(request, SchedulePatch)
     repository, schedule = _find(state, schedule_id)
     given = patch.model_fields_set
     now = _now(state)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import uvicorn
 
-from kat_scheduler.config import load_settings
+from kat_scheduler.config import Settings, load_settings
 from kat_scheduler.context.context import AppContext
 from kat_scheduler.logging_setup import configure_logging
 from kat_scheduler.server.app import create_app
@@ -15,9 +17,16 @@ def serve(host: str | None = None, port: int | None = None) -> int:
     configure_logging(settings)
     context = AppContext.create(settings)
     try:
-        app = create_app(context)
-        uvicorn.run(app, host=host or settings.api_host, port=settings.api_port if port is None else port,
-                    log_level="debug" if settings.debug else "info", proxy_headers=True)
+        run_app(create_app(context), settings, host, port)
     finally:
         context.close()
     return 0
+
+
+def run_app(app: Any, settings: Settings, host: str | None = None, port: int | None = None) -> None:
+    """uvicorn as `kat-scheduler api` runs it: httptools and uvloop (uvicorn picks them when installed),
+    one line per request only when SCHEDULER_API_ACCESS_LOG asks for it (the API logs every task it
+    changes on its own)."""
+    uvicorn.run(app, host=host or settings.api_host, port=settings.api_port if port is None else port,
+                log_level="debug" if settings.debug else "info", proxy_headers=True,
+                access_log=settings.api_access_log)

@@ -10,17 +10,21 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Query, Request
+from fastapi import APIRouter, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
 
 from kat_scheduler.context.context import KINDS
 from kat_scheduler.models import Task, TaskStatus
 from kat_scheduler.queues import PriorityQueue
 from kat_scheduler.repositories.task_records import TaskRecord
 from kat_scheduler.server import filters, task_index
+from kat_scheduler.server.bodies import documented as body_doc
+from kat_scheduler.server.bodies import json_body, optional_json_body
 from kat_scheduler.server.config import MAX_PAGE_SIZE
 from kat_scheduler.server.deps import State
 from kat_scheduler.server.errors import ApiError, documented
 from kat_scheduler.server.pages import page_links
+from kat_scheduler.server.responses import json_response, task_response
 from kat_scheduler.server.schemas import HourStats, TaskPage, TaskPatch, UtcDatetime, UtcDatetimeUntil
 
 logger = logging.getLogger(__name__)
@@ -28,9 +32,11 @@ router = APIRouter(tags=["tasks"])
 MAX_OFFSET = 1_000_000
 
 
-@router.get("/tasks", response_model=TaskPage, responses=documented())
-@router.post("/tasks", response_model=TaskPage, responses=documented())
-def list_tasks(
+@router.get("/tasks", response_model=TaskPage, responses=documented(),
+            openapi_extra=body_doc(filters.FilterRequest, required=False))
+@router.post("/tasks", response_model=TaskPage, responses=documented(),
+             openapi_extra=body_doc(filters.FilterRequest, required=False))
+async def list_tasks(
     request: Request,
     state: State,
     scheduler_id: Annotated[str | None, Query(max_length=200)] = None,
@@ -43,14 +49,13 @@ def list_tasks(
     plugin_id: Annotated[str | None, Query(max_length=200)] = None,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=0, le=MAX_PAGE_SIZE, description="0: only the count")] = 100,
-    body: Annotated[filters.FilterRequest | None, Body()] = None,
-) -> TaskPage:
+) -> Response:
     """Tasks newest first. POST (as OpenKAT's web UI lists them) also takes a filter body, whose
     conditions every listed task meets; conditions on the organisation restrict the listing to those
     organisations' tasks (docs/api.md)."""
     if min_created_at and max_created_at and min_created_at > max_created_at:
         raise ApiError(400, "min_created_at is after max_created_at", field="min_created_at")
-    conditions = filters.parse(body)
+    conditions = filters.parse(await optional_json_body(request, filters.FilterRequest))
     unknown = {c.path[0] for c in conditions.conditions} - task_index.TASK_COLUMNS
     if unknown:
         raise ApiError(400, f"filters: a task has no column {sorted(unknown)[0]!r}; its columns are "
@@ -64,9 +69,10 @@ def list_tasks(
         max_ms=None if max_created_at is None else int(max_created_at.timestamp() * 1000),
         input_ooi=input_ooi, plugin_id=plugin_id, filters=conditions, offset=offset, limit=limit,
     )
-    count, records = task_index.list_tasks(state.context, query)
+    count, records = await run_in_threadpool(task_index.list_tasks, state.context, query)
     previous, following = page_links(request, offset, limit, count)
-    return TaskPage(count=count, next=following, previous=previous, results=[r.to_task() for r in records])
+    return json_response({"count": count, "next": following, "previous": previous,
+                          "results": [record.to_document() for record in records]})
 
 
 def _kinds(state: State, scheduler_id: str | None, task_type: str | None) -> list[str]:
@@ -87,23 +93,26 @@ def task_stats(
 
 
 @router.get("/tasks/{task_id}", response_model=Task, responses=documented(404))
-def get_task(task_id: str, state: State) -> Task:
-    return _find(state, task_id)[1].to_task()
+async def get_task(task_id: str, state: State) -> Response:
+    return task_response(_find(state, task_id)[1])
 
 
-@router.patch("/tasks/{task_id}", response_model=Task, responses=documented(404, 409))
-def patch_task(task_id: str, patch: TaskPatch, state: State) -> Task:
+@router.patch("/tasks/{task_id}", response_model=Task, responses=documented(404, 409),
+              openapi_extra=body_doc(TaskPatch))
+async def patch_task(task_id: str, request: Request, state: State) -> Response:
     """Move a task on: running, completed, failed (a popped task), cancelled (a queued one), queued
-    (give a popped task back). Patching to the status a task has already is a no-op (retries are safe)."""
+    (give a popped task back). Patching to the status a task has already is a no-op (retries are safe);
+    running again renews the runner's hold on the task (SCHEDULER_PULL_LEASE_SECONDS)."""
+    patch = await json_body(request, TaskPatch)
     queue, record = _find(state, task_id)
     wanted = patch.status
     if record.status is wanted and wanted is not TaskStatus.RUNNING:
-        return record.to_task()
+        return task_response(record)
     reply = _apply(queue, record, wanted, state.context.settings.pull_lease_seconds)
     if reply in ("ok", "cancelled"):
         logger.info("task %s of organisation %s: %s -> %s", record.id, record.organisation, record.status.value,
                     wanted.value)
-        return _find(state, task_id)[1].to_task()
+        return task_response(_find(state, task_id)[1])
     if reply == "unknown":
         raise ApiError(404, f"task {task_id} is gone")
     raise ApiError(409, f"task {task_id} is {reply}; it cannot become {wanted.value}" + _hint(reply, wanted))

@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -23,30 +23,40 @@ def free_port() -> int:
 
 
 @contextmanager
-def api_server(redis_url: str, prefix: str, env: Mapping[str, str] | None = None,
-               log: Path | None = None) -> Iterator[str]:
-    """Serve the API on `redis_url` under key prefix `prefix`, with settings `env`; yields its base URL."""
+def http_server(module_argv: Sequence[str], env: Mapping[str, str], ready: str = "GET /health",
+                log: Path | None = None) -> Iterator[str]:
+    """`python -m <module_argv> --host 127.0.0.1 --port <free>`, answering 2xx to `ready` ("METHOD path")
+    within START_TIMEOUT_SECONDS; yields its base URL."""
     port = free_port()
-    environment = {**os.environ, "SCHEDULER_REDIS_URL": redis_url, "SCHEDULER_KEY_PREFIX": prefix,
-                   "SCHEDULER_API_TOKEN": "", **(env or {})}
     output = open(log, "ab") if log is not None else subprocess.DEVNULL  # noqa: SIM115 (closed below)
-    process = subprocess.Popen([sys.executable, "-m", "kat_scheduler.cli", "api", "--host", "127.0.0.1",
-                                "--port", str(port)], env=environment, stdout=output, stderr=output)
+    process = subprocess.Popen([sys.executable, "-m", *module_argv, "--host", "127.0.0.1", "--port", str(port)],
+                               env={**os.environ, **env}, stdout=output, stderr=output)
     base = f"http://127.0.0.1:{port}"
+    method, path = ready.split(" ", 1)
     try:
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
         while True:
             try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                if httpx.request(method, f"{base}{path}", timeout=1).is_success:
                     break
             except httpx.TransportError:
                 pass
             if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the API did not start (exit code {process.poll()})")
-            time.sleep(0.05)
+                raise RuntimeError(f"{' '.join(module_argv)} did not start (exit code {process.poll()})")
+            time.sleep(0.05)  # the poll's interval; the deadline above bounds the wait
         yield base
     finally:
         process.terminate()
         process.wait(timeout=10)
         if log is not None:
             output.close()  # type: ignore[union-attr]
+
+
+@contextmanager
+def api_server(redis_url: str, prefix: str, env: Mapping[str, str] | None = None,
+               log: Path | None = None) -> Iterator[str]:
+    """`kat-scheduler api` on `redis_url` under key prefix `prefix`, with settings `env`."""
+    settings = {"SCHEDULER_REDIS_URL": redis_url, "SCHEDULER_KEY_PREFIX": prefix, "SCHEDULER_API_TOKEN": "",
+                **(env or {})}
+    with http_server(["kat_scheduler.cli", "api"], settings, log=log) as base:
+        yield base
