@@ -31,7 +31,10 @@ utest: $(STAMP)
 itest: $(STAMP)
 	$(PYTEST) $(if $(file),,tests/integration tests/contract) $(SELECT)
 
+# The API benchmark loads the API with wrk (Debian's package), installed here when missing.
 bench: $(STAMP)
+	command -v wrk >/dev/null || (apt-get install -y -q wrk >/dev/null 2>&1 || sudo apt-get install -y -q wrk) || \
+		echo "make bench: wrk could not be installed; the API benchmark will say so"
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 # The fault suite: a real deployment, faults injected one at a time, nothing lost (docs/faults.md).

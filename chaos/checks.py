@@ -76,9 +76,7 @@ class Sampler(threading.Thread):
     def sample(self) -> Snapshot:
         """One moment of the records (raises redis errors)."""
         with self._lock:
-            client = self.repository.client
-            ids = [task_id for task_id in client.zrange(f"{self.repository.base}:history", 0, -1)
-                   if task_id not in self._finished]
+            ids = [task_id for task_id in self.repository.task_ids() if task_id not in self._finished]
             fresh = self.repository.get_many(ids)  # one MGET: one moment
             at = time.time()
             active: dict[str, list[str]] = defaultdict(list)

@@ -180,8 +180,8 @@ class PriorityQueue:
         return results
 
     def _push_options(self, manual_may_overflow: bool, update: bool) -> str:
-        """The push options as queue.lua reads them: "<maxsize>:<manual may overflow>:<update>:<retention>"."""
-        return f"{self.maxsize}:{int(manual_may_overflow)}:{int(update)}:{self.retention_ms}"
+        """The push options as queue.lua reads them: "<maxsize>:<manual may overflow>:<update>"."""
+        return f"{self.maxsize}:{int(manual_may_overflow)}:{int(update)}"
 
     # -- claiming and the claim's life ------------------------------------------------------
 

@@ -18,8 +18,10 @@
 --   P:leases          zset    claimed task id -> lease deadline (ms)
 --   P:dead            zset    dead-lettered task id -> time (ms)
 --   P:counts          hash    organisation -> number of queued tasks
---   P:history         zset    task id -> created (ms), for listing records
---   P:h:<org>         zset    the same for one organisation's tasks, so that its listings are exact
+--   P:h:<org>         zset    task id -> created (ms): one organisation's tasks, for listing records;
+--                             reaps drop the entries older than the retention, a few organisations
+--                             at a time
+--   P:h               set     the organisations that have a P:h:<org>
 --   P:hour:<ms>       hash    "<status>:<org>" -> tasks whose last change fell in the hour starting at
 --                             <ms> and that have that status now (what /tasks/stats shows); expires
 --                             two days after the hour
@@ -171,13 +173,13 @@ local PUSHED_ITEM = "^" .. FIELD .. "(queued" .. SEP .. FIELD .. FIELD .. SKIP .
     FIELD .. ".*)$"
 
 -- push: ARGV[3] the options "<max size, 0 = none>:<1 lets manual items exceed it>:<1 lets a push
--- re-prioritise a queued task of the same identity>:<retention ms>", then one argument per item: the id
--- and the record, joined by SEP, as the caller built them.
+-- re-prioritise a queued task of the same identity>", then one argument per item: the id and the
+-- record, joined by SEP, as the caller built them.
 -- Replies only the items that were not simply queued, as {position, outcome, ...}; an outcome is
 -- "updated:<id>", "duplicate:<id>:<status>", "full" or "id_taken".
 local function push()
-    local maxsize, overflow, update, retention = string.match(ARGV[3], "^(%d+):([01]):([01]):(%d+)$")
-    if not maxsize then return redis.error_reply("push: options come as <max size>:<0|1>:<0|1>:<retention>") end
+    local maxsize, overflow, update = string.match(ARGV[3], "^(%d+):([01]):([01])$")
+    if not maxsize then return redis.error_reply("push: options come as <max size>:<0|1>:<0|1>") end
     maxsize = tonumber(maxsize)
     local manual_may_overflow, may_update = overflow == "1", update == "1"
     local items = {}
@@ -197,7 +199,7 @@ local function push()
     if maxsize > 0 then
         for _, count in ipairs(redis.call("HVALS", P .. ":counts")) do size = size + tonumber(count) end
     end
-    local added, by_org, history, org_history, replies = 0, {}, {}, {}, {}
+    local added, by_org, created_by_org, replies = 0, {}, {}, {}
     for position, item in ipairs(items) do
         local id, record, score, org, hash, ooi, member = item[1], item[2], item[3], item[4], item[5], item[6], item[7]
         local group = group_key(org, ooi)
@@ -231,12 +233,10 @@ local function push()
             adds.n = adds.n + 1
             if tonumber(score) < 0 then adds.manual = true end
             by_org[org] = adds
-            history[#history + 1] = ARGV[2]
-            history[#history + 1] = id
-            local created = org_history[org] or {}
+            local created = created_by_org[org] or {}
             created[#created + 1] = ARGV[2]
             created[#created + 1] = id
-            org_history[org] = created
+            created_by_org[org] = created
             added = added + 1
             size = size + 1
         end
@@ -247,11 +247,9 @@ local function push()
     end
     flush_org_adds(by_org)
     if added > 0 then
-        zadd_all(P .. ":history", history)
-        local forgotten = int(now - tonumber(retention))
-        for org, created in pairs(org_history) do
+        for org, created in pairs(created_by_org) do
             zadd_all(P .. ":h:" .. org, created)
-            redis.call("ZREMRANGEBYSCORE", P .. ":h:" .. org, "-inf", forgotten)
+            redis.call("SADD", P .. ":h", org)
         end
         wake("push")
     end
@@ -409,6 +407,15 @@ local function renew()
     return "ok"
 end
 
+-- Trim the creation indexes of a few organisations, dropping those that are left empty. Reaps run
+-- every second or so, so each index is trimmed every (organisations / 10) seconds or so.
+local function forget_old_creations(forgotten)
+    for _, org in ipairs(redis.call("SRANDMEMBER", P .. ":h", "10")) do
+        redis.call("ZREMRANGEBYSCORE", P .. ":h:" .. org, "-inf", forgotten)
+        if redis.call("EXISTS", P .. ":h:" .. org) == 0 then redis.call("SREM", P .. ":h", org) end
+    end
+end
+
 -- reap: ARGV[3] max attempts, ARGV[4] how many at most, ARGV[5] retention ms.
 -- Expired leases go back to the queue, or to the dead letters after max attempts.
 -- Replies {requeued ids, dead-lettered ids}.
@@ -434,7 +441,7 @@ local function reap()
             requeued[#requeued + 1] = id
         end
     end
-    redis.call("ZREMRANGEBYSCORE", P .. ":history", "-inf", int(now - tonumber(ARGV[5])))
+    forget_old_creations(int(now - tonumber(ARGV[5])))
     if #requeued > 0 then redis.call("HINCRBY", P .. ":stats", "requeued", int(#requeued)) end
     if #dead > 0 then redis.call("HINCRBY", P .. ":stats", "dead_lettered", int(#dead)) end
     return {requeued, dead}

@@ -3,11 +3,15 @@
 A record lives in the key space of its queue ("{<prefix>:<kind>}:t:<id>") so that the script can
 change a record and the queue in one atomic step. Its value is RECORD_FIELDS joined by SEP, the
 payload last (see queue.lua for why a string). Records of finished tasks expire after the retention
-period; `history` lists the ids of the records that still exist.
+period. Each organisation's tasks are indexed by creation time (`created`), for listings; the queue's
+script also keeps hourly counters of statuses (`hourly_counts`). This module is the only reader of
+those keys.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -167,33 +171,56 @@ class TaskRepository:
         stored = self.client.mget([self.record_key(task_id) for task_id in task_ids])
         return [StoredFields.split(value) if value else None for value in stored]
 
-    # -- the creation indexes: all tasks of this kind, and each organisation's ---------------------
+    # -- the creation indexes: each organisation's tasks by creation (queue.lua's P:h:<org>) ------
 
-    def _created_key(self, organisation: str | None) -> str:
-        return f"{self.base}:history" if organisation is None else f"{self.base}:h:{organisation}"
+    def _created_key(self, organisation: str) -> str:
+        return f"{self.base}:h:{organisation}"
 
-    def history(self, offset: int = 0, limit: int = 100, newest_first: bool = True) -> list[TaskRecord]:
-        """Records by creation time."""
-        rangefn = self.client.zrevrange if newest_first else self.client.zrange
-        ids = rangefn(self._created_key(None), offset, offset + limit - 1)
-        return self.get_many(ids)
+    def organisations(self) -> list[str]:
+        """The organisations that have tasks in the records."""
+        return sorted(self.client.smembers(f"{self.base}:h"))
 
-    def count(self) -> int:
-        return int(self.client.zcard(self._created_key(None)))
+    def count_created(self, organisations: Iterable[str], low: str = "-inf", high: str = "+inf") -> int:
+        """Tasks of these organisations created between `low` and `high` (ms, or "-inf" / "+inf")."""
+        pipe = self.client.pipeline(transaction=False)
+        for organisation in organisations:
+            pipe.zcount(self._created_key(organisation), low, high)
+        return sum(int(n) for n in pipe.execute())
 
-    def count_created(self, organisation: str | None, low: str, high: str) -> int:
-        """Tasks created between `low` and `high` (ms, or "-inf" / "+inf"), of one organisation or all."""
-        return int(self.client.zcount(self._created_key(organisation), low, high))
-
-    def created(self, organisation: str | None, low: str, high: str, start: int, num: int) -> list[Created]:
-        """Tasks created between `low` and `high`, newest first, from the `start`th on."""
+    def created(self, organisation: str, low: str, high: str, start: int, num: int) -> list[Created]:
+        """One organisation's tasks created between `low` and `high`, newest first, from the `start`th on."""
         pairs = self.client.zrevrangebyscore(self._created_key(organisation), high, low, start=start, num=num,
                                              withscores=True)
         return [Created(task_id, int(score)) for task_id, score in pairs]
 
+    def newest_created(self, organisations: Iterable[str], low: str, high: str, num: int) -> list[Created]:
+        """The `num` newest tasks of these organisations created between `low` and `high`, newest first."""
+        pipe = self.client.pipeline(transaction=False)
+        for organisation in organisations:
+            pipe.zrevrangebyscore(self._created_key(organisation), high, low, start=0, num=num, withscores=True)
+        streams = [[Created(task_id, int(score)) for task_id, score in pairs] for pairs in pipe.execute()]
+        merged = heapq.merge(*streams, key=lambda c: (c.created_ms, c.task_id), reverse=True)
+        return list(itertools.islice(merged, num))
+
+    def history(self, offset: int = 0, limit: int = 100) -> list[TaskRecord]:
+        """Records of every organisation, newest first."""
+        created = self.newest_created(self.organisations(), "-inf", "+inf", offset + limit)[offset:]
+        return self.get_many(c.task_id for c in created)
+
+    def task_ids(self) -> list[str]:
+        """The ids of every task in the records, oldest first."""
+        pipe = self.client.pipeline(transaction=False)
+        for organisation in self.organisations():
+            pipe.zrange(self._created_key(organisation), 0, -1, withscores=True)
+        every = [Created(task_id, int(score)) for pairs in pipe.execute() for task_id, score in pairs]
+        return [c.task_id for c in sorted(every, key=lambda c: (c.created_ms, c.task_id))]
+
+    def count(self) -> int:
+        return self.count_created(self.organisations())
+
     def newest_created_ms(self) -> int | None:
-        newest = self.client.zrevrange(self._created_key(None), 0, 0, withscores=True)
-        return int(newest[0][1]) if newest else None
+        newest = self.newest_created(self.organisations(), "-inf", "+inf", 1)
+        return newest[0].created_ms if newest else None
 
     # -- the hourly counters of statuses (queue.lua's P:hour:<ms>) --------------------------------
 

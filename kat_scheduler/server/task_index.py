@@ -1,8 +1,8 @@
 """Reading task records for the API: one task by id, filtered pages of the history, hourly stats.
 
-Each kind's records store keeps two creation indexes, one of all its tasks and one per organisation
-(TaskRepository.created). A listing restricted to organisations reads their own indexes, so the
-organisation scoping every OpenKAT list carries is exact and costs nothing extra. Conditions on
+Each kind's records store keeps a creation index per organisation (TaskRepository.created). A listing
+restricted to organisations reads their own indexes, so the organisation scoping every OpenKAT list
+carries is exact and costs nothing extra; one of all organisations merges them all. Conditions on
 anything but the organisation and the time window are checked record by record, newest first, at most
 SCAN_LIMIT records per index and request, so one listing never holds Redis or the API for long; beyond
 that window the count is a lower bound (docs/api.md).
@@ -11,6 +11,7 @@ that window the count is a lower bound (docs/api.md).
 from __future__ import annotations
 
 import heapq
+import itertools
 import json
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
@@ -22,7 +23,6 @@ from kat_scheduler.models import TaskStatus
 from kat_scheduler.queues import PriorityQueue
 from kat_scheduler.repositories.task_records import (
     HOUR_MS,
-    Created,
     StoredFields,
     TaskRecord,
     TaskRepository,
@@ -141,24 +141,25 @@ def list_tasks(context: AppContext, query: TaskQuery) -> tuple[int, list[TaskRec
     streams: list[list[Hit]] = []
     for kind in query.kinds:
         records = context.queues[kind].records
-        for organisation in (None,) if query.organisations is None else sorted(query.organisations):
-            if query.reads_records:
+        organisations = records.organisations() if query.organisations is None else sorted(query.organisations)
+        if query.reads_records:
+            for organisation in organisations:
                 matched = list(_matching(records, organisation, query))
                 count += len(matched)
                 streams.append(matched)
-            else:
-                count += records.count_created(organisation, *query.bounds)
-                streams.append([Hit(c.created_ms, c.task_id, kind)
-                                for c in records.created(organisation, *query.bounds, 0, wanted)])
+        else:
+            count += records.count_created(organisations, *query.bounds)
+            streams.append([Hit(c.created_ms, c.task_id, kind)
+                            for c in records.newest_created(organisations, *query.bounds, wanted)])
     newest_first = heapq.merge(*streams, key=lambda hit: (hit.created_ms, hit.task_id), reverse=True)
-    page = list(newest_first)[query.offset:wanted]
+    page = list(itertools.islice(newest_first, query.offset, wanted))
     return count, _records(context, page)
 
 
-def _matching(records: TaskRepository, organisation: str | None, query: TaskQuery) -> Iterator[Hit]:
-    """The hits of one index whose record the query keeps, within SCAN_LIMIT records."""
+def _matching(records: TaskRepository, organisation: str, query: TaskQuery) -> Iterator[Hit]:
+    """The hits of one organisation's index whose record the query keeps, within SCAN_LIMIT records."""
     for start in range(0, SCAN_LIMIT, CHUNK):
-        created: list[Created] = records.created(organisation, *query.bounds, start, min(CHUNK, SCAN_LIMIT - start))
+        created = records.created(organisation, *query.bounds, start, min(CHUNK, SCAN_LIMIT - start))
         for entry, fields in zip(created, records.get_fields([c.task_id for c in created]), strict=True):
             if fields is not None and query.keeps(records.kind, entry.task_id, fields):
                 yield Hit(entry.created_ms, entry.task_id, records.kind, fields)

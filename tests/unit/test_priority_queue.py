@@ -124,9 +124,9 @@ def test_a_script_that_refuses_leaves_nothing_half_written(queue: PriorityQueue)
     bad = _push_item(boefje_task(), 1, None, 1000, 2)
     bad_score = bad.replace("\x1fqueued\x1f1\x1f", "\x1fqueued\x1fnot-a-number\x1f", 1)
     with pytest.raises(redis.ResponseError, match="not a number"):
-        queue._call("push", "0:1:0:1000", good, bad_score)
+        queue._call("push", "0:1:0", good, bad_score)
     with pytest.raises(redis.ResponseError, match="not an id and a record"):
-        queue._call("push", "0:1:0:1000", good, bad.split("\x1f", 1)[0] + "\x1fqueued\x1f1\x1forg")
+        queue._call("push", "0:1:0", good, bad.split("\x1f", 1)[0] + "\x1fqueued\x1f1\x1forg")
     with pytest.raises(redis.ResponseError, match="options"):
         queue._call("push", "0:yes:0", good)
     assert queue.size() == 0 and queue.records.get(good_task.id) is None and queue.records.count() == 0
@@ -434,22 +434,31 @@ def test_each_organisation_has_an_index_of_its_tasks_by_creation(queue: Priority
     queue.push_many((task, 5) for task in first)
     clock.advance(10)
     later = boefje_task(org="org1")
+    other = boefje_task(org="org2")
     queue.push(later, 5)
-    queue.push(boefje_task(org="org2"), 5)
+    queue.push(other, 5)
     records = queue.records
-    assert records.count_created("org1", "-inf", "+inf") == 4 and records.count_created(None, "-inf", "+inf") == 5
+    assert records.count_created(["org1"]) == 4 and records.count_created(["org1", "org2"]) == 5
+    assert records.organisations() == ["org1", "org2"] and records.count() == 5
     newest = records.created("org1", "-inf", "+inf", 0, 2)
     assert newest[0].task_id == later.id and newest[0].created_ms == clock.now_ms
-    assert records.count_created("org1", str(clock.now_ms), "+inf") == 1
+    assert records.count_created(["org1"], str(clock.now_ms), "+inf") == 1
+    assert {c.task_id for c in records.newest_created(["org1", "org2"], "-inf", "+inf", 2)} == {later.id, other.id}
+    assert records.task_ids()[:3] == sorted(t.id for t in first) and len(records.task_ids()) == 5
 
 
-def test_an_organisations_index_forgets_tasks_older_than_the_retention(client: redis.Redis, key_prefix: str,
-                                                                       clock: FakeClock) -> None:
+def test_the_reaps_make_the_indexes_forget_tasks_older_than_the_retention(client: redis.Redis, key_prefix: str,
+                                                                          clock: FakeClock) -> None:
     queue = make_queue(client, key_prefix, retention_seconds=100, clock_ms=clock)
     queue.push(boefje_task(org="org1"), 5)
+    gone = boefje_task(org="org2")
+    queue.push(gone, 5)
+    queue.cancel(gone.id)
     clock.advance(101)
     queue.push(boefje_task(org="org1"), 5)
-    assert queue.records.count_created("org1", "-inf", "+inf") == 1
+    queue.reap()
+    assert queue.records.count_created(["org1"]) == 1
+    assert queue.records.organisations() == ["org1"]
 
 
 def test_hourly_counters_follow_each_task_to_the_hour_and_status_of_its_last_change(queue: PriorityQueue,
