@@ -32,9 +32,12 @@ IN_FLIGHT = {TaskStatus.DISPATCHED, TaskStatus.RUNNING}
 FINISHED = {TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED}
 
 
-def expected_identities(events: Iterable[Published]) -> set[str]:
+Identity = tuple[str | None, ...]  # the parts of a work identity (BoefjeTask.identity)
+
+
+def expected_identities(events: Iterable[Published]) -> set[Identity]:
     """Work identities (kat-contracts.md §5) the load's events ask for: one per boefje."""
-    return {f"{event.primary_key}-{boefje}-{event.organisation}" for event in events for boefje in BOEFJES}
+    return {(event.primary_key, boefje, event.organisation) for event in events for boefje in BOEFJES}
 
 
 @dataclass(frozen=True)
@@ -116,7 +119,7 @@ class Sampler(threading.Thread):
 class RunLine:
     event: str
     task_id: str
-    identity: str
+    identity: Identity
     at: float
 
 
@@ -135,23 +138,23 @@ class RunnerLogs:
                     line = json.loads(text)
                 except json.JSONDecodeError:
                     continue  # the last line of a runner killed while writing it
-                lines.append(RunLine(line["event"], line["id"], line["identity"], float(line["at"])))
+                lines.append(RunLine(line["event"], line["id"], tuple(line["identity"]), float(line["at"])))
         lines.sort(key=lambda line: line.at)
         self.lines = lines
         return self
 
-    def ran(self) -> set[str]:
+    def ran(self) -> set[Identity]:
         """Identities that started at least once."""
         return {line.identity for line in self.lines if line.event == "start"}
 
-    def completed(self) -> dict[str, list[float]]:
-        ends: dict[str, list[float]] = defaultdict(list)
+    def completed(self) -> dict[Identity, list[float]]:
+        ends: dict[Identity, list[float]] = defaultdict(list)
         for line in self.lines:
             if line.event == "end":
                 ends[line.identity].append(line.at)
         return ends
 
-    def completed_twice(self, since: float = 0.0, until: float = float("inf")) -> set[str]:
+    def completed_twice(self, since: float = 0.0, until: float = float("inf")) -> set[Identity]:
         """Identities whose second (or later) completion falls in [since, until)."""
         return {identity for identity, ends in self.completed().items()
                 if len(ends) > 1 and any(since <= at < until for at in ends[1:])}
@@ -165,21 +168,24 @@ class Verdict:
     """The invariants over one set of expected identities."""
 
     expected: int
-    lost: list[str]  # identities with neither a record nor a run
-    unfinished: list[str]  # identities whose tasks are not completed or failed yet
-    stuck: list[str]  # of those, dispatched or running
-    failed: list[str]
+    lost: list[Identity]  # identities with neither a record nor a run
+    unfinished: list[Identity]  # identities whose tasks are not completed or failed yet
+    stuck: list[Identity]  # of those, dispatched or running
+    failed: list[Identity]
 
     @property
     def drained(self) -> bool:
         return not self.unfinished and not self.lost
 
 
-def judge(identities: set[str], snapshot: Snapshot, logs: RunnerLogs) -> Verdict:
+def judge(identities: set[Identity], snapshot: Snapshot, logs: RunnerLogs) -> Verdict:
     by_hash = snapshot.by_hash()
     ran = logs.ran()
-    lost, unfinished, stuck, failed = [], [], [], []
-    for identity in sorted(identities):
+    lost: list[Identity] = []
+    unfinished: list[Identity] = []
+    stuck: list[Identity] = []
+    failed: list[Identity] = []
+    for identity in sorted(identities, key=str):
         records = by_hash.get(identity_hash(identity), [])
         if not records and identity not in ran:
             lost.append(identity)

@@ -16,6 +16,7 @@ from chaos.services import address, organisations
 from kat_scheduler.connectors.listeners.openkat import SCAN_PROFILE_MUTATIONS
 
 if TYPE_CHECKING:
+    from chaos.checks import Identity
     from chaos.suite import Run
 
 logger = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ class Injected:
     ended: float  # when the fault was over (the kill, or the service back)
     bound: float  # recovery must take no longer, counted from `ended`
     bound_why: str
-    extra_identities: set[str] = field(default_factory=set)  # work the fault's own scenario asks for
+    extra_identities: set[Identity] = field(default_factory=set)  # work the fault's own scenario asks for
     recovered: Callable[[], bool] | None = None  # a further condition of recovery
     restart: Proc | None = None  # start again after the check, so the next fault meets a full deployment
     note: str = ""
@@ -122,7 +123,7 @@ def octopoes_timeouts(run: Run) -> Injected:
     services.enable(organisation, config.LATE_BOEFJE)
     run.hold(seconds)
     services.reset("octopoes")
-    extra = {f"{address(organisation, n)}-{config.LATE_BOEFJE}-{organisation}"
+    extra: set[Identity] = {(address(organisation, n), config.LATE_BOEFJE, organisation)
              for n in range(run.size.addresses_per_organisation)}
     one_call = config.CLIENT_ATTEMPTS * config.SERVICE_TIMEOUT_SECONDS + config.ORGANISATION_REFRESH_SECONDS
     return Injected(started, now(), 2 * one_call,

@@ -4,7 +4,7 @@ Appends one JSON line when a task starts and one when it completes to the file C
 the task CHAOS_HOLD_SECONDS in between (the work a real boefje would do). The runner's own log is the
 ground truth of what ran: the suite never trusts the scheduler's records alone.
 
-    {"event": "start" | "end", "id": task id, "identity": work identity, "kind", "at": epoch s, "pid"}
+    {"event": "start" | "end", "id": task id, "identity": [parts of the work identity], "kind", "at", "pid"}
 """
 
 from __future__ import annotations
@@ -22,18 +22,16 @@ _lock = threading.Lock()
 _file: IO[str] | None = None
 
 
-def work_identity(kind: str, payload: dict[str, Any]) -> str:
-    """kat-contracts.md §5: boefje `{input_ooi}-{boefje_id}-{organization}`, normalizer
-    `{normalizer_id}-{boefje_meta_id}-{organization}`."""
+def work_identity(kind: str, payload: dict[str, Any]) -> list[str | None]:
+    """The parts of the work identity, as the payload models hash them (kat_scheduler.models.tasks):
+    boefje [input_ooi, boefje_id, organization], normalizer [normalizer_id, boefje_meta_id, organization]."""
     if kind == "boefje":
-        boefje_id, organisation = payload["boefje"]["id"], payload["organization"]
-        ooi = payload.get("input_ooi")
-        return f"{ooi}-{boefje_id}-{organisation}" if ooi else f"{boefje_id}-{organisation}"
+        return [payload.get("input_ooi") or None, payload["boefje"]["id"], payload["organization"]]
     meta = payload["raw_data"]["boefje_meta"]
-    return f"{payload['normalizer']['id']}-{meta['id']}-{meta['organization']}"
+    return [payload["normalizer"]["id"], meta["id"], meta["organization"]]
 
 
-def _write(event: str, kind: str, payload: dict[str, Any], identity: str) -> None:
+def _write(event: str, kind: str, payload: dict[str, Any], identity: list[str | None]) -> None:
     global _file
     line = json.dumps({"event": event, "id": payload["id"], "identity": identity, "kind": kind,
                        "at": time.time(), "pid": os.getpid()})

@@ -5,6 +5,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from kat_scheduler.models.inputs import Name, OrganisationId
 from kat_scheduler.models.ooi import OOI
 from kat_scheduler.models.raw_data import RawData
 
@@ -15,9 +16,9 @@ class ScanProfileMutation(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     operation: Literal["create", "update", "delete"]
-    primary_key: str
+    primary_key: Name
     value: OOI | None = None
-    client_id: str
+    client_id: OrganisationId
 
 
 class RawFileReceived(BaseModel):
@@ -25,7 +26,7 @@ class RawFileReceived(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    event_id: str | None = None
+    event_id: Name | None = None
     created_at: datetime | None = None
-    organization: str
+    organization: OrganisationId
     raw_data: RawData

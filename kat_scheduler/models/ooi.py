@@ -2,12 +2,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from kat_scheduler.models.inputs import Name
+
 
 class ScanProfile(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     level: int = Field(ge=0, le=4)
-    reference: str | None = None
+    reference: Name | None = None
     scan_profile_type: Literal["declared", "inherited", "empty"] | None = None
 
 
@@ -16,8 +18,8 @@ class OOI(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    primary_key: str
-    object_type: str
+    primary_key: Name
+    object_type: Name
     scan_profile: ScanProfile | None = None
 
     @property

@@ -1,10 +1,12 @@
 from pydantic import BaseModel, ConfigDict
 
+from kat_scheduler.models.inputs import OrganisationId, Text
+
 
 class Organisation(BaseModel):
     """An organisation as Katalogus lists it."""
 
     model_config = ConfigDict(extra="ignore")
 
-    id: str
-    name: str | None = None
+    id: OrganisationId
+    name: Text | None = None

@@ -2,24 +2,26 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
+from kat_scheduler.models.inputs import Name, PluginId, Text
+
 
 class Plugin(BaseModel):
     """A boefje, normalizer or bit as Katalogus describes it for one organisation."""
 
     model_config = ConfigDict(extra="ignore")
 
-    id: str
+    id: PluginId
     type: Literal["boefje", "normalizer", "bit"]
     enabled: bool = False
-    name: str | None = None
-    version: str | None = None
+    name: Text | None = None
+    version: Text | None = None
     scan_level: int = 1
-    consumes: list[str] = []
-    produces: list[str] = []
-    cron: str | None = None
+    consumes: list[Name] = []
+    produces: list[Name] = []
+    cron: Name | None = None
     interval: int | None = None
     run_on: list[Literal["create", "update"]] | None = None
-    oci_image: str | None = None
+    oci_image: Name | None = None
 
     @field_validator("consumes", mode="before")
     @classmethod

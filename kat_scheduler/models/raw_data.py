@@ -1,4 +1,6 @@
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
+
+from kat_scheduler.models.inputs import MAX_MIME_TYPES, Document, Name, OrganisationId, PluginId, Text
 
 
 class BoefjeRef(BaseModel):
@@ -6,10 +8,10 @@ class BoefjeRef(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    id: str
-    name: str | None = None
-    version: str | None = None
-    oci_image: str | None = None
+    id: PluginId
+    name: Text | None = None
+    version: Text | None = None
+    oci_image: Name | None = None
 
 
 class BoefjeMeta(BaseModel):
@@ -17,19 +19,19 @@ class BoefjeMeta(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    id: str
+    id: Name
     boefje: BoefjeRef
-    input_ooi: str | None = None
-    arguments: dict[str, object] = {}
-    organization: str
-    started_at: str | None = None
-    ended_at: str | None = None
+    input_ooi: Name | None = None
+    arguments: Document = {}
+    organization: OrganisationId
+    started_at: Name | None = None
+    ended_at: Name | None = None
 
 
 class MimeType(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    value: str
+    value: Name
 
 
 class RawData(BaseModel):
@@ -37,9 +39,9 @@ class RawData(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    id: str
+    id: Name
     boefje_meta: BoefjeMeta
-    mime_types: list[MimeType] = []
+    mime_types: list[MimeType] = Field([], max_length=MAX_MIME_TYPES)
 
     @property
     def mime_type_values(self) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import uuid
@@ -13,6 +14,7 @@ from typing import Any, Literal
 import mmh3
 from pydantic import BaseModel, ConfigDict, Field
 
+from kat_scheduler.models.inputs import Name, OrganisationId, PluginId, TaskId, Text
 from kat_scheduler.models.raw_data import BoefjeRef, RawData
 
 
@@ -62,17 +64,21 @@ def new_task_id() -> str:
     return str(uuid.UUID(bytes=_randomness.take(16), version=4))
 
 
-def identity_hash(identity: str) -> str:
-    """OpenKAT's work-identity hash: MurmurHash3 x64 128 of the identity string, 32 hex characters."""
-    return mmh3.hash_bytes(identity).hex()
+def identity_hash(parts: tuple[str | None, ...]) -> str:
+    """The work identity's hash: MurmurHash3 x64 128 (as OpenKAT's), 32 hex characters, of the parts
+    written as a JSON array. OpenKAT joins the parts with "-", which parts may hold themselves:
+    organisation corp's boefje nmap-udp and organisation udp-corp's nmap on one object would be one
+    identity. A JSON array cannot be read two ways. Encoding strictly refuses text that is not Unicode
+    (UnicodeEncodeError) rather than hand it to the hash function."""
+    return mmh3.hash_bytes(json.dumps(parts, ensure_ascii=False).encode("utf-8")).hex()
 
 
 class NormalizerRef(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    id: str
-    name: str | None = None
-    version: str | None = None
+    id: PluginId
+    name: Text | None = None
+    version: Text | None = None
 
 
 class BoefjeTask(BaseModel):
@@ -80,16 +86,15 @@ class BoefjeTask(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    id: str = Field(default_factory=new_task_id)
+    id: TaskId = Field(default_factory=new_task_id)
     boefje: BoefjeRef
-    input_ooi: str | None = None
-    organization: str
+    input_ooi: Name | None = None
+    organization: OrganisationId
 
     @property
-    def identity(self) -> str:
-        if self.input_ooi:
-            return f"{self.input_ooi}-{self.boefje.id}-{self.organization}"
-        return f"{self.boefje.id}-{self.organization}"
+    def identity(self) -> tuple[str | None, ...]:
+        """The work: this boefje on this object (or on none) for this organisation."""
+        return (self.input_ooi or None, self.boefje.id, self.organization)
 
     @cached_property
     def hash(self) -> str:
@@ -105,7 +110,7 @@ class NormalizerTask(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    id: str = Field(default_factory=new_task_id)
+    id: TaskId = Field(default_factory=new_task_id)
     normalizer: NormalizerRef
     raw_data: RawData
 
@@ -118,8 +123,9 @@ class NormalizerTask(BaseModel):
         return self.raw_data.boefje_meta.input_ooi
 
     @property
-    def identity(self) -> str:
-        return f"{self.normalizer.id}-{self.raw_data.boefje_meta.id}-{self.organization}"
+    def identity(self) -> tuple[str | None, ...]:
+        """The work: this normalizer on the output of this boefje run, for this organisation."""
+        return (self.normalizer.id, self.raw_data.boefje_meta.id, self.organization)
 
     @cached_property
     def hash(self) -> str:

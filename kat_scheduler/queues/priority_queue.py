@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -112,9 +111,9 @@ class PriorityQueue:
     # -- pushing -----------------------------------------------------------------------------
 
     def validate(self, payload: Payload | dict[str, Any]) -> Payload:
-        """The payload as this queue's model; InvalidItem names the field and the reason."""
+        """The payload as this queue's model; InvalidItem names the field and the reason. The model's
+        field types (models/inputs.py) keep key names and the record's separators safe."""
         if isinstance(payload, self.payload_model):
-            _check_key_safe(payload)
             return payload
         if isinstance(payload, BoefjeTask | NormalizerTask):
             raise InvalidItem("data", f"a {type(payload).__name__} does not belong on the {self.kind} queue")
@@ -124,7 +123,6 @@ class PriorityQueue:
             first = error.errors()[0]
             field = ".".join(str(part) for part in first["loc"]) or "data"
             raise InvalidItem(field, first["msg"]) from None
-        _check_key_safe(validated)
         return validated
 
     def push(
@@ -326,18 +324,6 @@ def _push_item(payload: Payload, score: int, schedule_id: str | None, now_ms: in
         data = json.dumps({key: value for key, value in given.items() if key != "id"}, separators=(",", ":"))
     return SEP.join((payload.id, "queued", str(score), seq, "0", str(now_ms), str(now_ms), payload.organization,
                      payload.hash, payload.input_ooi or "", payload.plugin_id, schedule_id or "", "", data))
-
-
-_UNSAFE_IN_ORGANISATION = re.compile(r"[:{}\x00-\x1f]")
-
-
-def _check_key_safe(payload: Payload) -> None:
-    """Organisation ids become parts of key names and every field is stored between unit separators."""
-    if _UNSAFE_IN_ORGANISATION.search(payload.organization):
-        raise InvalidItem("organization", "must not contain ':', '{', '}' or control characters")
-    for field, value in (("input_ooi", payload.input_ooi or ""), ("plugin", payload.plugin_id)):
-        if "\x1f" in value:
-            raise InvalidItem(field, "must not contain the unit separator (0x1f)")
 
 
 def _token(attempt: int | None) -> str:

@@ -7,6 +7,7 @@ several keys go through schedules.lua, so beats, workers and API replicas can sh
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -14,10 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from pydantic import ValidationError
 
+from kat_scheduler.models.inputs import first_problem
 from kat_scheduler.models.schedule import Schedule
 from kat_scheduler.queues.lua_library import LuaLibrary
 from kat_scheduler.repositories.task_records import SEP
+
+logger = logging.getLogger(__name__)
 
 SCHEDULES_LUA = Path(__file__).parent / "schedules.lua"
 
@@ -122,14 +127,14 @@ class ScheduleRepository:
         return sum(reply == "ok" for reply in self._lua([self.base], args))
 
     def get(self, schedule_id: str) -> Schedule | None:
-        stored = self.client.get(self._key(schedule_id))
-        return Schedule.model_validate_json(stored) if stored else None
+        return _read(schedule_id, self.client.get(self._key(schedule_id)))
 
     def get_many(self, schedule_ids: Iterable[str]) -> list[Schedule]:
         ids = list(schedule_ids)
         if not ids:
             return []
-        return [Schedule.model_validate_json(s) for s in self.client.mget([self._key(i) for i in ids]) if s]
+        stored = self.client.mget([self._key(i) for i in ids])
+        return [schedule for i, s in zip(ids, stored, strict=True) if (schedule := _read(i, s)) is not None]
 
     def get_by_hash(self, identity_hash: str) -> Schedule | None:
         schedule_id = self.client.hget(f"{self.base}:hash", identity_hash)
@@ -152,6 +157,18 @@ class ScheduleRepository:
 
     def count(self) -> int:
         return int(self.client.zcard(f"{self.base}:all"))
+
+
+def _read(schedule_id: str, stored: str | None) -> Schedule | None:
+    """A stored schedule, or None. One that cannot be read (stored before today's input checks) is left
+    out with a log line, so that it cannot break the listings of every organisation."""
+    if not stored:
+        return None
+    try:
+        return Schedule.model_validate_json(stored)
+    except ValidationError as error:
+        logger.error("schedule %s cannot be read and is left out: %s", schedule_id, first_problem(error))
+        return None
 
 
 def _put_item(schedule: Schedule, previous_hash: str | None) -> str:

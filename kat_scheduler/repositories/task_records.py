@@ -155,6 +155,9 @@ class TaskRepository:
         stored = self.client.get(self.record_key(task_id))
         return TaskRecord.parse(self.kind, task_id, stored) if stored else None
 
+    def exists(self, task_id: str) -> bool:
+        return bool(self.client.exists(self.record_key(task_id)))
+
     def get_many(self, task_ids: Iterable[str]) -> list[TaskRecord]:
         """Records of the given ids, in that order, skipping those that expired."""
         ids = list(task_ids)

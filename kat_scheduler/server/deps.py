@@ -11,6 +11,7 @@ from kat_scheduler.context.context import KINDS, AppContext
 from kat_scheduler.queues import PriorityQueue
 from kat_scheduler.server.config import ApiSettings
 from kat_scheduler.server.errors import ApiError
+from kat_scheduler.server.externals import ExternalsProbe
 
 
 @dataclass
@@ -20,6 +21,10 @@ class ApiState:
     context: AppContext
     settings: ApiSettings
     last_reap: dict[str, float] = field(default_factory=dict)  # kind -> monotonic time of the last reap
+    externals_probe: ExternalsProbe = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.externals_probe = ExternalsProbe(self.context)
 
 
 async def get_state(request: Request) -> ApiState:

@@ -7,12 +7,12 @@ import logging
 import math
 import time
 from typing import Annotated, Any
-from uuid import UUID
 
 from fastapi import APIRouter, Query, Request, Response
 
 from kat_scheduler.context.context import KINDS
 from kat_scheduler.models import FINAL_STATUSES, Task, TaskStatus, new_task_id
+from kat_scheduler.models.inputs import UnfitInput, canonical_task_id
 from kat_scheduler.queues import PriorityQueue, PushOutcome
 from kat_scheduler.repositories.task_records import TaskRecord, ms_to_datetime
 from kat_scheduler.server import filters
@@ -72,6 +72,8 @@ async def push(scheduler_id: str, request: Request, state: State) -> Response:
                        f"{scheduler_id!r}", field="scheduler_id")
     data = _payload_data(body)
     payload = queue.validate(data)
+    if body.data.get("id") is not None or body.id is not None:
+        _refuse_id_of_another_queue(state, queue, payload.id)
     if payload.organization != body.organisation:
         raise ApiError(400, f"organisation {body.organisation!r} differs from the payload's organization "
                        f"{payload.organization!r}", field="organisation")
@@ -102,15 +104,22 @@ def _payload_data(body: PushRequest) -> dict[str, Any]:
     given = data.get("id")
     if given is not None:
         try:
-            data_id = UUID(str(given))
-        except ValueError:
+            data_id = canonical_task_id(given)
+        except UnfitInput:
             raise ApiError(400, "data.id: must be a UUID", field="data.id") from None
-        if body.id is not None and body.id != data_id:
+        if body.id is not None and str(body.id) != data_id:
             raise ApiError(400, "id and data.id differ; a runner relies on them being equal", field="id")
-        data["id"] = str(data_id)
+        data["id"] = data_id
     else:
         data["id"] = str(body.id) if body.id is not None else new_task_id()
     return data
+
+
+def _refuse_id_of_another_queue(state: ApiState, queue: PriorityQueue, task_id: str) -> None:
+    """A task id names one task in every queue: GET and PATCH /tasks/{id} find a task by its id alone."""
+    for kind, other in state.context.queues.items():
+        if kind != queue.kind and other.records.exists(task_id):
+            raise ApiError(409, f"task id {task_id} is taken by a task of the {kind} scheduler", field="id")
 
 
 def _given_back(queue: PriorityQueue, task_id: str, organisation: str, status: str | None) -> TaskRecord:

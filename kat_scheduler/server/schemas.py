@@ -11,6 +11,7 @@ from uuid import UUID
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from kat_scheduler.models import Schedule, Task, TaskStatus
+from kat_scheduler.models.inputs import Document, OrganisationId
 
 NAME_LENGTH = 200  # organisation and scheduler ids
 CRON_LENGTH = 200
@@ -47,9 +48,9 @@ class PushRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    organisation: str = Field(min_length=1, max_length=NAME_LENGTH)
+    organisation: OrganisationId
     priority: int | None = Field(None, description="lower first; 1 (or less) is a manual run, see docs/api.md")
-    data: dict[str, Any]
+    data: Document
     id: UUID | None = Field(None, description="the task id; must equal data.id when both are given")
     scheduler_id: str | None = Field(None, max_length=NAME_LENGTH, description="when given, the scheduler pushed to")
 
@@ -90,8 +91,8 @@ class ScheduleCreate(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     scheduler_id: str = Field(max_length=NAME_LENGTH)
-    organisation: str = Field(min_length=1, max_length=NAME_LENGTH)
-    data: dict[str, Any]
+    organisation: OrganisationId
+    data: Document
     schedule: str | None = Field(None, max_length=CRON_LENGTH, description="a cron expression")
     deadline_at: UtcDatetime | None = None
     enabled: bool = True
@@ -103,7 +104,7 @@ class SchedulePatch(BaseModel):
     enabled: bool | None = None
     schedule: str | None = Field(None, max_length=CRON_LENGTH)
     deadline_at: UtcDatetime | None = None
-    data: dict[str, Any] | None = None
+    data: Document | None = None
 
 
 class SchedulePage(BaseModel):
@@ -118,6 +119,8 @@ class Health(BaseModel):
     healthy: bool
     version: str
     externals: dict[str, bool]
+    externals_age_seconds: float | None = Field(
+        None, description="how old the answer in externals is; null when no probe has finished yet")
 
 
 HourStats = dict[str, int]

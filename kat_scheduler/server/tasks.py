@@ -29,7 +29,7 @@ from kat_scheduler.server.schemas import HourStats, TaskPage, TaskPatch, UtcDate
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["tasks"])
-MAX_OFFSET = 1_000_000
+MAX_OFFSET = 10_000  # a listing reads offset + limit entries of each organisation's index
 
 
 @router.get("/tasks", response_model=TaskPage, responses=documented(),

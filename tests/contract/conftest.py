@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from kat_scheduler.queues import connect
-from tests.factories.api_server import api_server
-from tests.factories.redis_fixtures import REDIS_URL, delete_prefixed
+from tests.factories.api_server import api_server_of_its_own
 
 
 @pytest.fixture(scope="module")
@@ -26,15 +23,8 @@ def api_env() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def api_base(api_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    prefix = f"kat-contract-{uuid.uuid4().hex[:10]}"
-    log = Path(tmp_path_factory.mktemp("api")) / "api.log"
-    client = connect(REDIS_URL)
-    try:
-        with api_server(REDIS_URL, prefix, api_env, log=log) as base:
-            yield base
-    finally:
-        delete_prefixed(client, prefix)
-        client.close()
+    with api_server_of_its_own(api_env, tmp_path_factory.mktemp("api"), "kat-contract") as base:
+        yield base
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -60,3 +61,19 @@ def api_server(redis_url: str, prefix: str, env: Mapping[str, str] | None = None
                 **(env or {})}
     with http_server(["kat_scheduler.cli", "api"], settings, log=log) as base:
         yield base
+
+
+@contextmanager
+def api_server_of_its_own(env: Mapping[str, str], log_dir: Path, name: str = "kat-api") -> Iterator[str]:
+    """`kat-scheduler api` on the test Redis under a key prefix of its own, removed afterwards."""
+    from kat_scheduler.queues import connect
+    from tests.factories.redis_fixtures import REDIS_URL, delete_prefixed
+
+    prefix = f"{name}-{uuid.uuid4().hex[:10]}"
+    client = connect(REDIS_URL)
+    try:
+        with api_server(REDIS_URL, prefix, env, log=log_dir / "api.log") as base:
+            yield base
+    finally:
+        delete_prefixed(client, prefix)
+        client.close()

@@ -95,9 +95,9 @@ def test_a_small_organisation_is_served_next_to_a_hundred_thousand_tasks(
     client: redis.Redis, key_prefix: str
 ) -> None:
     queue = make_queue(client, key_prefix)
-    queue.push_many([(boefje_task(org="A"), n) for n in range(100_000)])
+    queue.push_many([(boefje_task(org="big"), n) for n in range(100_000)])
     queue.claim(3)
-    small = boefje_task(org="B")
+    small = boefje_task(org="small")
     queue.push(small, 10**12)
     assert small.id in [r.id for r in queue.claim(len(queue.counts()))]
 

@@ -113,7 +113,7 @@ def test_push_refusals_name_the_reason(api: TestClient) -> None:
         (push(api, boefje_data(), organisation="other"), 400, "organisation"),
         (push(api, {**boefje_data(), "id": "not-a-uuid"}), 400, "data.id"),
         (push(api, {**boefje_data(), "id": str(uuid.uuid4())}, id=str(uuid.uuid4())), 400, "id"),
-        (push(api, boefje_data(org="bad:org")), 400, "organization"),
+        (push(api, boefje_data(org="bad:org")), 400, "organisation"),
         (api.post("/schedulers/boefje/push", json={"data": boefje_data()}), 400, "organisation"),
         (api.post("/schedulers/boefje/push", content=b"{not json", headers={"content-type": "application/json"}),
          400, None),

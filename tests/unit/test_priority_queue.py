@@ -74,11 +74,14 @@ def test_push_with_update_reprioritises_the_queued_task(queue: PriorityQueue) ->
     assert [r.id for r in queue.claim(2)] == [slow.id, other.id]
 
 
-@pytest.mark.parametrize("organisation", ["org:1", "org{1}", "org\x1f1"])
+@pytest.mark.parametrize("organisation", ["org:1", "org{1}", "org\x1f1", "Org1", "o" * 33, "org\udfff"])
 def test_organisations_that_would_break_key_names_are_refused(queue: PriorityQueue, organisation: str) -> None:
+    payload = {"boefje": {"id": "dns-records"}, "input_ooi": "Hostname|internet|a.example",
+               "organization": organisation}
     with pytest.raises(InvalidItem) as refused:
-        queue.push(boefje_task(org=organisation), 1)
+        queue.push(payload, 1)
     assert refused.value.field == "organization"
+    assert queue.size() == 0 and queue.records.count() == 0
 
 
 def test_a_task_id_cannot_be_used_twice(queue: PriorityQueue) -> None:

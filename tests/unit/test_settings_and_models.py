@@ -37,14 +37,23 @@ def test_a_bad_setting_names_the_variable_and_what_it_expected(
 def test_work_identities_follow_the_contract() -> None:
     with_ooi = BoefjeTask(boefje={"id": "nmap"}, input_ooi="IPAddressV4|internet|192.0.2.1", organization="o")
     without = BoefjeTask(boefje={"id": "nmap"}, organization="o")
-    assert with_ooi.identity == "IPAddressV4|internet|192.0.2.1-nmap-o"
-    assert without.identity == "nmap-o"
+    assert with_ooi.identity == ("IPAddressV4|internet|192.0.2.1", "nmap", "o")
+    assert without.identity == (None, "nmap", "o")
     normalizer: NormalizerTask = normalizer_task(org="o")
-    assert normalizer.identity == f"kat_dns_normalize-{normalizer.raw_data.boefje_meta.id}-o"
+    assert normalizer.identity == ("kat_dns_normalize", normalizer.raw_data.boefje_meta.id, "o")
     hashes = {with_ooi.hash, without.hash, normalizer.hash}
     assert len(hashes) == 3 and all(len(h) == 32 and int(h, 16) >= 0 for h in hashes)
     again = BoefjeTask(boefje={"id": "nmap"}, input_ooi="IPAddressV4|internet|192.0.2.1", organization="o")
     assert again.hash == with_ooi.hash and again.id != with_ooi.id
+
+
+def test_identities_whose_parts_hold_the_separator_do_not_collide() -> None:
+    """OpenKAT's "-"-joined string is the same for these two; the work is not."""
+    ooi = "Hostname|internet|example.com"
+    corp = BoefjeTask(boefje={"id": "nmap-udp"}, input_ooi=ooi, organization="corp")
+    udp_corp = BoefjeTask(boefje={"id": "nmap"}, input_ooi=ooi, organization="udp-corp")
+    assert f"{ooi}-nmap-udp-corp" == f"{ooi}-{corp.boefje.id}-{corp.organization}"
+    assert corp.hash != udp_corp.hash
 
 
 def test_plugins_accept_katalogus_shapes_and_ignore_extra_fields() -> None:

@@ -11,6 +11,8 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from kat_scheduler.models.inputs import UnfitInput, check_organisation_id, first_problem
+
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -23,21 +25,13 @@ class MalformedMessage(ValueError):
 
 
 def decode(model: type[M], body: bytes | str) -> M:
+    """The body as `model`; MalformedMessage for anything a broker can deliver that is not one."""
     try:
         return model.model_validate_json(body)
     except ValidationError as error:
-        raise MalformedMessage(describe(error)) from None
-
-
-def describe(error: ValidationError) -> str:
-    """The first problem of a validation error, e.g. `operation: Input should be 'create', ...`."""
-    problems = error.errors(include_url=False)
-    if not problems:
-        return str(error).splitlines()[0]
-    first = problems[0]
-    where = ".".join(str(part) for part in first["loc"]) or "body"
-    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-    return f"{where}: {first['msg']}{more}"
+        raise MalformedMessage(first_problem(error)) from None
+    except (RecursionError, ValueError, TypeError) as error:
+        raise MalformedMessage(f"cannot be read: {type(error).__name__}") from None
 
 
 def organisation_of(message: BaseModel) -> str | None:
@@ -50,12 +44,16 @@ def organisation_of(message: BaseModel) -> str | None:
 
 
 def peek_organisation(body: bytes | str) -> str | None:
-    """Best effort organisation of a body that failed to decode, for the log line."""
+    """Best effort organisation of a body that failed to decode, for the log line: only a well-formed
+    organisation id, so that a hostile body cannot write what it likes into the log."""
     try:
         data = json.loads(body)
-    except ValueError:
+    except (RecursionError, ValueError, TypeError):
         return None
     if not isinstance(data, dict):
         return None
     value = data.get("organization") or data.get("client_id")
-    return value if isinstance(value, str) else None
+    try:
+        return check_organisation_id(value) if isinstance(value, str) else None
+    except UnfitInput:
+        return None

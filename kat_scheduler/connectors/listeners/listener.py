@@ -56,6 +56,7 @@ M = TypeVar("M", bound=BaseModel)
 
 # What ends a connection: broker gone, connection or channel closed, socket errors.
 CONNECTION_ERRORS = (pika.exceptions.AMQPError, OSError)
+SUPERVISE_SECONDS = 1.0  # how often the I/O loop looks whether the worker thread is still there
 
 
 class _Verdict(Enum):
@@ -138,8 +139,7 @@ class Listener(Generic[M]):
 
     def run(self) -> None:
         """Consume until `stop()`; reconnects with backoff whenever the connection is lost."""
-        self._worker = threading.Thread(target=self._work, name=f"listener:{self.queue_name}", daemon=True)
-        self._worker.start()
+        self._start_worker()
         delay = self.reconnect_backoff
         try:
             while not self._stopping.is_set():
@@ -159,6 +159,17 @@ class Listener(Generic[M]):
             self._stop_worker()
             logger.info("%s: listener stopped (%d handled, %d dead-lettered)",
                         self.queue_name, self.handled, self.dead_lettered)
+
+    def _start_worker(self) -> None:
+        self._worker = threading.Thread(target=self._work, name=f"listener:{self.queue_name}", daemon=True)
+        self._worker.start()
+
+    def _supervise_worker(self) -> None:
+        """Start the worker again should it ever have ended (it is not meant to: see `_judge`)."""
+        worker = self._worker
+        if worker is not None and not worker.is_alive() and not self._stopping.is_set():
+            logger.error("%s: the handler thread ended; starting it again", self.queue_name)
+            self._start_worker()
 
     def stop(self) -> None:
         """Ask `run()` to finish; safe from any thread, any number of times, before or during run."""
@@ -202,7 +213,8 @@ class Listener(Generic[M]):
             logger.info("%s: consuming from %s (prefetch %d)",
                         self.queue_name, redacted_url(self.queue_uri), self.prefetch_count)
             while not self._stopping.is_set():
-                connection.process_data_events(time_limit=None)
+                connection.process_data_events(time_limit=SUPERVISE_SECONDS)
+                self._supervise_worker()
             self._finish_in_flight(connection, consumer_tag)
         finally:
             with self._connection_lock:
@@ -311,8 +323,8 @@ class Listener(Generic[M]):
         for position, delivery in enumerate(deliveries):
             try:
                 messages[position] = decode(self.model, delivery.body)
-            except MalformedMessage as error:
-                outcomes[position] = self._malformed(delivery, error)
+            except Exception:  # malformed, or worse: its own try says which and dead-letters it
+                outcomes[position] = self._judge(delivery)
         try:
             self.batch_handler(list(messages.values()))
         except Exception as error:
@@ -336,16 +348,22 @@ class Listener(Generic[M]):
                          self.queue_name, self.stop_timeout)
 
     def _judge(self, delivery: _Delivery) -> _Outcome:
-        """Decode and handle one delivery; the verdict says what to tell RabbitMQ."""
+        """Decode and handle one delivery; the verdict says what to tell RabbitMQ. Whatever the delivery
+        holds, there is a verdict: a failure in reaching one dead-letters the message with the reason."""
         try:
-            message = decode(self.model, delivery.body)
-        except MalformedMessage as error:
-            return self._malformed(delivery, error)
-        try:
-            self.handler(message)
+            try:
+                message = decode(self.model, delivery.body)
+            except MalformedMessage as error:
+                return self._malformed(delivery, error)
+            try:
+                self.handler(message)
+            except Exception as error:
+                return self._failed(delivery, message, error)
+            return self._handled(delivery, message)
         except Exception as error:
-            return self._failed(delivery, message, error)
-        return self._handled(delivery, message)
+            logger.exception("%s: a message could not be judged; dead-lettered to %s", self.queue_name,
+                             self.dead_queue)
+            return _Outcome(delivery, _Verdict.DEAD, f"could not be judged: {type(error).__name__}")
 
     def _malformed(self, delivery: _Delivery, error: MalformedMessage) -> _Outcome:
         logger.error("%s: malformed message from organisation %s dead-lettered to %s: %s",

@@ -9,11 +9,10 @@ service and the URL. A 404 is an answer ("not there"), never an error.
 from __future__ import annotations
 
 import http.client
-import json
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Self, TypeVar
 from urllib.parse import urlencode
@@ -21,6 +20,7 @@ from urllib.parse import urlencode
 from pydantic import BaseModel, ValidationError
 
 from kat_scheduler.connectors.services.connection_pool import ConnectionPool
+from kat_scheduler.models.inputs import first_problem, load_json
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +38,9 @@ class Answer:
     body: bytes
 
     def json(self) -> Any:
-        """The body as JSON; ValueError when it is not."""
-        return json.loads(self.body)
+        """The body as JSON, checked as every input from outside is (models/inputs.py); ValueError when it
+        is not JSON or not fit."""
+        return load_json(self.body)
 
 
 class ServiceError(Exception):
@@ -172,6 +173,18 @@ class HTTPServiceClient:
             return model.model_validate(answer)
         except (ValidationError, TypeError) as error:
             raise self._unexpected(path, error) from error
+
+    def _items(self, path: str, model: type[Model], items: Iterable[Any]) -> list[Model]:
+        """The items of a list answer in `model`'s shape. One unfit item (a hostile or broken record
+        upstream) is left out with a log line rather than costing the whole answer."""
+        valid = []
+        for item in items:
+            try:
+                valid.append(model.model_validate(item))
+            except ValidationError as error:
+                logger.warning("%s %s: an item left out of the answer: %s", self.service_name, path,
+                               first_problem(error))
+        return valid
 
     def _json_of(self, response: Answer) -> Any | None:
         if response.status_code == 404:

@@ -7,8 +7,6 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
-from pydantic import ValidationError
-
 from kat_scheduler.config import Settings
 from kat_scheduler.connectors.services.base import HTTPServiceClient
 from kat_scheduler.connectors.services.cache import TTLCache
@@ -54,8 +52,8 @@ class KatalogusClient(HTTPServiceClient):
             return []
         try:
             # Katalogus answers an object keyed by organisation id, not a list.
-            return [Organisation.model_validate(value) for value in dict(answer).values()]
-        except (ValidationError, TypeError, ValueError) as error:
+            return self._items(path, Organisation, dict(answer).values())
+        except (TypeError, ValueError) as error:
             raise self._unexpected(path, error) from error
 
     def get_organisation(self, organisation: str) -> Organisation | None:
@@ -91,6 +89,6 @@ class KatalogusClient(HTTPServiceClient):
         if answer is None:
             return []
         try:
-            return [Plugin.model_validate(item) for item in answer]
-        except (ValidationError, TypeError) as error:
+            return self._items(path, Plugin, answer)
+        except TypeError as error:
             raise self._unexpected(path, error) from error

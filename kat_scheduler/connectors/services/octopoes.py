@@ -6,8 +6,6 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 from urllib.parse import quote
 
-from pydantic import ValidationError
-
 from kat_scheduler.config import Settings
 from kat_scheduler.connectors.services.base import HTTPServiceClient
 from kat_scheduler.models import OOI
@@ -53,8 +51,8 @@ class OctopoesClient(HTTPServiceClient):
         if answer is None:  # an organisation Octopoes does not know has no objects
             return 0, []
         try:
-            return int(answer["count"]), [OOI.model_validate(item) for item in answer["items"]]
-        except (KeyError, TypeError, ValueError, ValidationError) as error:
+            return int(answer["count"]), self._items(path, OOI, answer["items"])
+        except (KeyError, TypeError, ValueError) as error:
             raise self._unexpected(path, error) from error
 
     def get_object(self, organisation: str, reference: str) -> OOI | None:
