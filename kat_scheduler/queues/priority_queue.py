@@ -187,12 +187,12 @@ class PriorityQueue:
               lease_seconds: float | None = None) -> list[TaskRecord]:
         """Take the next `count` tasks in serving order, each under a lease (the queue's, or `lease_seconds`).
 
-        With `plugin_ids`, only tasks of those plugins (looking at no more than
-        `filtered_claim_scan` queued tasks, so a claim stays cheap)."""
+        With `plugin_ids`, only tasks of those plugins, wherever they stand in the queue (queue.lua's
+        plugin index)."""
         if plugin_ids is not None and not plugin_ids:
             return []
         lease_ms = self.lease_ms if lease_seconds is None else int(lease_seconds * 1000)
-        reply = self._call("claim", count, lease_ms, self.filtered_claim_scan, *(plugin_ids or ()))
+        reply = self._call("claim", count, lease_ms, *(plugin_ids or ()))
         return [TaskRecord.parse(self.kind, reply[n], reply[n + 1]) for n in range(0, len(reply), 2)]
 
     def dispatch(self, count: int, slots: int) -> list[TaskRecord]:

@@ -11,6 +11,9 @@
 --   P:q:<org>         zset    queued tasks of one organisation: member "<seq><id>", score = rank
 --                             (lower first; negative = manual); seq, 16 hex digits from the pushing
 --                             client's clock and counter, keeps equal ranks first in, first out
+--   P:qp:<org>:<plugin>  zset  the same, of one organisation's tasks of one plugin: the plugin index
+--   P:po:<plugin>     set     the organisations with queued tasks of one plugin
+--   P:plugin_index    string  "1" once every queued task is in the plugin index
 --   P:orgs            zset    organisations with queued work, in serving order:
 --                             score = band * BAND + turn (band 0 when the head is manual, else 1)
 --   P:a:<org>:<ooi>   hash    work identity -> task id, for the active (queued, dispatched, running)
@@ -56,6 +59,8 @@ local function int(x) return string.format("%d", x) end
 local function record_key(id) return P .. ":t:" .. id end
 local function org_key(org) return P .. ":q:" .. org end
 local function group_key(org, ooi) return P .. ":a:" .. org .. ":" .. ooi end
+local function plugin_key(org, plugin) return P .. ":qp:" .. org .. ":" .. plugin end
+local function plugin_orgs_key(plugin) return P .. ":po:" .. plugin end
 local function member_of(seq, id) return seq .. id end
 local function id_of(member) return string.sub(member, 17) end
 
@@ -126,9 +131,23 @@ local function count_queued(org, change)
     if redis.call("HINCRBY", P .. ":counts", org, int(change)) <= 0 then redis.call("HDEL", P .. ":counts", org) end
 end
 
+-- The plugin index keeps every queued task in P:qp:<org>:<plugin> as well as in P:q:<org>, so that a
+-- claim for some plugins finds their tasks wherever they stand in the queue.
+local function index_plugin(org, plugin, rank, member)
+    redis.call("ZADD", plugin_key(org, plugin), rank, member)
+    redis.call("SADD", plugin_orgs_key(plugin), org)
+end
+
+local function unindex_plugin(org, plugin, member)
+    local key = plugin_key(org, plugin)
+    redis.call("ZREM", key, member)
+    if redis.call("EXISTS", key) == 0 then redis.call("SREM", plugin_orgs_key(plugin), org) end
+end
+
 -- Queue a record again (released, reaped or requeued from the dead letters).
 local function enqueue(id, r)
     redis.call("ZADD", org_key(r[ORG]), r[PRIO], member_of(r[SEQ], id))
+    index_plugin(r[ORG], r[PLUGIN], r[PRIO], member_of(r[SEQ], id))
     count_queued(r[ORG], 1)
     place_org(r[ORG], false)
 end
@@ -136,6 +155,7 @@ end
 -- Take a queued record out of its organisation's queue.
 local function dequeue(id, r, served)
     redis.call("ZREM", org_key(r[ORG]), member_of(r[SEQ], id))
+    unindex_plugin(r[ORG], r[PLUGIN], member_of(r[SEQ], id))
     count_queued(r[ORG], -1)
     place_org(r[ORG], served)
 end
@@ -153,10 +173,15 @@ local function zadd_all(key, pairs)
     end
 end
 
--- Add the members a push collected per organisation, then count them and place the organisations.
+-- Add the members a push collected per organisation (and per plugin, in adds.by_plugin), then count
+-- them and place the organisations.
 local function flush_org_adds(by_org)
     for org, adds in pairs(by_org) do
         zadd_all(org_key(org), adds)
+        for plugin, pairs_of_plugin in pairs(adds.by_plugin) do
+            zadd_all(plugin_key(org, plugin), pairs_of_plugin)
+            redis.call("SADD", plugin_orgs_key(plugin), org)
+        end
         count_queued(org, adds.n)
         count_hour(hour_of(now), "queued", org, adds.n)
         -- A waiting organisation keeps its turn, and its band unless a manual task came in.
@@ -167,10 +192,10 @@ local function flush_org_adds(by_org)
 end
 
 -- A pushed item: capture the id, then "queued", then capture the whole record (after the id) and in it
--- score, seq, (attempts, created, modified,) organisation, hash and OOI; plugin, schedule, reason and
+-- score, seq, (attempts, created, modified,) organisation, hash, OOI and plugin; schedule, reason and
 -- payload follow.
 local PUSHED_ITEM = "^" .. FIELD .. "(queued" .. SEP .. FIELD .. FIELD .. SKIP .. SKIP .. SKIP .. FIELD .. FIELD ..
-    FIELD .. ".*)$"
+    FIELD .. FIELD .. ".*)$"
 
 -- push: ARGV[3] the options "<max size, 0 = none>:<1 lets manual items exceed it>:<1 lets a push
 -- re-prioritise a queued task of the same identity>", then one argument per item: the id and the
@@ -185,15 +210,15 @@ local function push()
     local items = {}
     for n = 4, #ARGV do
         local position = n - 3
-        local id, record, score, seq, org, hash, ooi = string.match(ARGV[n], PUSHED_ITEM)
+        local id, record, score, seq, org, hash, ooi, plugin = string.match(ARGV[n], PUSHED_ITEM)
         if not id then return redis.error_reply("push: item " .. position .. " is not an id and a record") end
-        if id == "" or org == "" or hash == "" or #seq ~= 16 then
-            return redis.error_reply("push: item " .. position .. " lacks an id, seq, organisation or hash")
+        if id == "" or org == "" or hash == "" or plugin == "" or #seq ~= 16 then
+            return redis.error_reply("push: item " .. position .. " lacks an id, seq, organisation, hash or plugin")
         end
         if not tonumber(score) then
             return redis.error_reply("push: item " .. position .. " has a score that is not a number")
         end
-        items[position] = {id, record, score, org, hash, ooi, member_of(seq, id)}
+        items[position] = {id, record, score, org, hash, ooi, member_of(seq, id), plugin}
     end
     local size = 0
     if maxsize > 0 then
@@ -202,6 +227,7 @@ local function push()
     local added, by_org, created_by_org, replies = 0, {}, {}, {}
     for position, item in ipairs(items) do
         local id, record, score, org, hash, ooi, member = item[1], item[2], item[3], item[4], item[5], item[6], item[7]
+        local plugin = item[8]
         local group = group_key(org, ooi)
         local outcome = nil
         if maxsize > 0 and size >= maxsize and not (manual_may_overflow and tonumber(score) < 0) then
@@ -217,6 +243,7 @@ local function push()
                 -- a holder pushed earlier in this batch is still in by_org: ZADD it first
                 flush_org_adds(by_org)
                 redis.call("ZADD", org_key(org), score, member_of(r[SEQ], holder))
+                redis.call("ZADD", plugin_key(org, r[PLUGIN]), score, member_of(r[SEQ], holder))
                 r[PRIO] = score
                 set_status(holder, r, "queued")
                 outcome = "updated:" .. holder
@@ -227,10 +254,14 @@ local function push()
             redis.call("HDEL", group, hash)
             outcome = "id_taken"
         else
-            local adds = by_org[org] or {n = 0}
+            local adds = by_org[org] or {n = 0, by_plugin = {}}
             adds[#adds + 1] = score
             adds[#adds + 1] = member
             adds.n = adds.n + 1
+            local of_plugin = adds.by_plugin[plugin] or {}
+            of_plugin[#of_plugin + 1] = score
+            of_plugin[#of_plugin + 1] = member
+            adds.by_plugin[plugin] = of_plugin
             if tonumber(score) < 0 then adds.manual = true end
             by_org[org] = adds
             local created = created_by_org[org] or {}
@@ -257,40 +288,49 @@ local function push()
 end
 
 -- Find the next task for a claim: the best task of the organisation whose turn it is (popped off its
--- queue: the second reply is true); with a plugin filter, the first matching task in serving order
--- within `scan_limit` looked-at tasks (still queued).
-local function next_candidate(filter, scan_limit)
+-- queue: the second reply is true); with a plugin filter (a list of plugin ids), the best task of those
+-- plugins of the first organisation in serving order that has one, found through the plugin index
+-- (still queued). A filtered claim costs one ZINTER per plugin over the organisations that have tasks
+-- of it, however deep in the queue those tasks are.
+local function next_candidate(filter)
     if not filter then
         local orgs = redis.call("ZRANGE", P .. ":orgs", "0", "0")
         if #orgs == 0 then return nil end
         return redis.call("ZPOPMIN", org_key(orgs[1]))[1], true -- taken off its queue already
     end
-    local looked, org_offset = 0, 0
-    while looked < scan_limit do
-        local orgs = redis.call("ZRANGE", P .. ":orgs", org_offset, org_offset + 49)
-        if #orgs == 0 then return nil end
-        for _, org in ipairs(orgs) do
-            for _, member in ipairs(redis.call("ZRANGE", org_key(org), 0, scan_limit - looked - 1)) do
-                looked = looked + 1
-                if filter[read_record(id_of(member))[PLUGIN]] then return member end
-            end
-            if looked >= scan_limit then return nil end
+    local best_org, best_turn = nil, nil
+    for _, plugin in ipairs(filter) do
+        local first = redis.call("ZINTER", "2", P .. ":orgs", plugin_orgs_key(plugin), "WEIGHTS", "1", "0",
+            "WITHSCORES")
+        if #first > 0 and (not best_turn or tonumber(first[2]) < best_turn) then
+            best_org, best_turn = first[1], tonumber(first[2])
         end
-        org_offset = org_offset + 50
     end
-    return nil
+    if not best_org then return nil end
+    local best_member, best_rank = nil, nil
+    for _, plugin in ipairs(filter) do
+        local head = redis.call("ZRANGE", plugin_key(best_org, plugin), "0", "0", "WITHSCORES")
+        if #head > 0 then
+            local rank = tonumber(head[2])
+            if not best_rank or rank < best_rank or (rank == best_rank and head[1] < best_member) then
+                best_member, best_rank = head[1], rank
+            end
+        end
+    end
+    return best_member, false
 end
 
 -- Take up to `wanted` tasks in serving order: each is dispatched, leased and (for the dispatcher) in a
 -- slot. Replies {id, record, id, record, ...}.
-local function take(wanted, lease, filter, scan_limit, in_slot)
+local function take(wanted, lease, filter, in_slot)
     local claimed = {}
     while #claimed < 2 * wanted do
-        local member, popped = next_candidate(filter, scan_limit)
+        local member, popped = next_candidate(filter)
         if not member then break end
         local id = id_of(member)
         local r = read_record(id)
         if popped then
+            unindex_plugin(r[ORG], r[PLUGIN], member)
             count_queued(r[ORG], -1)
             place_org(r[ORG], true)
         else
@@ -308,17 +348,30 @@ local function take(wanted, lease, filter, scan_limit, in_slot)
     return claimed
 end
 
--- claim: ARGV[3] how many, ARGV[4] lease in ms, ARGV[5] scan limit for filtered claims, ARGV[6..]
--- plugin ids to limit the claim to (none: any plugin). Replies {id, record, id, record, ...}.
+-- Index every queued task by plugin, once per queue: a queue written before the plugin index existed
+-- gets it at its first filtered claim (P:plugin_index marks it done; writes keep it up to date).
+local function ensure_plugin_index()
+    if redis.call("SETNX", P .. ":plugin_index", "1") == 0 then return end
+    for _, org in ipairs(redis.call("ZRANGE", P .. ":orgs", "0", "-1")) do
+        local members = redis.call("ZRANGE", org_key(org), "0", "-1", "WITHSCORES")
+        for n = 1, #members, 2 do
+            local r = read_record(id_of(members[n]))
+            if r then index_plugin(org, r[PLUGIN], members[n + 1], members[n]) end
+        end
+    end
+end
+
+-- claim: ARGV[3] how many, ARGV[4] lease in ms, ARGV[5..] plugin ids to limit the claim to (none: any
+-- plugin). Replies {id, record, id, record, ...}.
 local function claim()
     local wanted, lease = tonumber(ARGV[3]), tonumber(ARGV[4])
-    local scan_limit = tonumber(ARGV[5])
     local filter = nil
-    if #ARGV > 5 then
+    if #ARGV > 4 then
+        ensure_plugin_index()
         filter = {}
-        for i = 6, #ARGV do filter[ARGV[i]] = true end
+        for i = 5, #ARGV do filter[#filter + 1] = ARGV[i] end
     end
-    return take(wanted, lease, filter, scan_limit, false)
+    return take(wanted, lease, filter, false)
 end
 
 -- dispatch: ARGV[3] how many, ARGV[4] lease in ms, ARGV[5] runner slots. A claim for the dispatcher:
@@ -329,7 +382,7 @@ local function dispatch()
     local free = slots - redis.call("SCARD", P .. ":slots")
     if free < wanted then wanted = free end
     if wanted <= 0 then return {} end
-    return take(wanted, lease, nil, 0, true)
+    return take(wanted, lease, nil, true)
 end
 
 -- Checks shared by the operations on a claimed task: it exists, is dispatched or running, and

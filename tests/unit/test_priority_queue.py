@@ -158,17 +158,59 @@ def test_a_claim_can_be_limited_to_plugins(queue: PriorityQueue) -> None:
     assert queue.size() == 1
 
 
-def test_a_filtered_claim_scans_a_bounded_number_of_tasks(client: redis.Redis, key_prefix: str) -> None:
-    queue = make_queue(client, key_prefix, filtered_claim_scan=10)
-    queue.push_many([(boefje_task(boefje="dns-records"), n) for n in range(20)])
-    deep = boefje_task(boefje="nmap")
-    queue.push(deep, 100)
-    assert queue.claim(1, plugin_ids=["nmap"]) == []  # behind 20 others, beyond the scan limit
-    queue.claim(15)
-    assert [r.id for r in queue.claim(1, plugin_ids=["nmap"])] == [deep.id]
+def test_a_filtered_claim_finds_tasks_wherever_they_stand_in_serving_order(queue: PriorityQueue) -> None:
+    queue.push_many([(boefje_task(org=f"org{n % 20}", boefje="dns-records"), n) for n in range(2000)])
+    deep = [boefje_task(org=org, boefje="nmap") for org in ("org3", "org7", "org3")]
+    for task in deep:
+        queue.push(task, 10**9)
+    claimed = queue.claim(5, plugin_ids=["nmap", "shodan"])
+    assert {r.id for r in claimed} == {t.id for t in deep} and all(r.plugin_id == "nmap" for r in claimed)
+    assert claimed[0].organisation != claimed[1].organisation  # organisations take turns here too
+    assert queue.claim(1, plugin_ids=["nmap"]) == [] and queue.size() == 2000
 
 
-# -- the claim's life ---------------------------------------------------------------------------
+def test_a_queue_written_before_the_plugin_index_gets_it_at_its_first_filtered_claim(queue: PriorityQueue) -> None:
+    tasks = [boefje_task(org=f"org{n % 3}", boefje="nmap" if n % 5 == 0 else "dns-records") for n in range(50)]
+    queue.push_many((t, n) for n, t in enumerate(tasks))
+    for key in queue.client.scan_iter(f"{queue.base}:q[p]:*"):
+        queue.client.delete(key)
+    for key in queue.client.scan_iter(f"{queue.base}:po:*"):
+        queue.client.delete(key)
+    queue.client.delete(f"{queue.base}:plugin_index")
+    claimed = queue.claim(20, plugin_ids=["nmap"])
+    assert {r.id for r in claimed} == {t.id for t in tasks if t.boefje.id == "nmap"}
+    expected = {org: set(queue.client.zrange(f"{queue.base}:q:{org}", 0, -1)) for org in queue.counts()}
+    assert _plugin_index(queue) == expected
+
+
+def _plugin_index(queue: PriorityQueue) -> dict[str, set[str]]:
+    """Every organisation's queued members as the plugin index holds them (queue.lua's P:qp, P:po)."""
+    held: dict[str, set[str]] = {}
+    for plugin in ("dns-records", "nmap", "shodan"):
+        for org in queue.client.smembers(f"{queue.base}:po:{plugin}"):
+            members = set(queue.client.zrange(f"{queue.base}:qp:{org}:{plugin}", 0, -1))
+            assert members, f"{org} is listed for {plugin} without tasks of it"
+            held.setdefault(org, set()).update(members)
+    return held
+
+
+def test_the_plugin_index_follows_every_change_of_the_queue(queue: PriorityQueue, clock: FakeClock) -> None:
+    rng = random.Random(11)
+    tasks = [boefje_task(org=f"org{n % 4}", boefje=rng.choice(["dns-records", "nmap", "shodan"])) for n in range(300)]
+    queue.push_many((t, rng.randrange(100)) for t in tasks)
+    again = boefje_task(org=tasks[0].organization, boefje=tasks[0].boefje.id, ooi=tasks[0].input_ooi)
+    assert queue.push(again, 1, update=True).outcome is PushOutcome.UPDATED
+    taken = queue.claim(40) + queue.claim(30, plugin_ids=["nmap"]) + queue.claim(10, plugin_ids=["shodan", "nmap"])
+    for record in taken[:20]:
+        queue.release(record.id)
+    for record in taken[20:30]:
+        queue.ack(record.id)
+    queue.cancel(*[t.id for t in tasks[200:220]])
+    queue.cancel_ooi("org1", tasks[221].input_ooi or "")
+    clock.advance(queue.lease_ms / 1000 + 1)
+    queue.reap()
+    expected = {org: set(queue.client.zrange(f"{queue.base}:q:{org}", 0, -1)) for org in queue.counts()}
+    assert _plugin_index(queue) == expected
 
 
 def test_ack_finishes_the_task_frees_the_identity_and_records_the_run(
