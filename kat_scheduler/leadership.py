@@ -19,8 +19,8 @@ from typing import Any
 
 import redis
 
-from kat_scheduler.queues.errors import UNAVAILABLE, QueueUnavailable
 from kat_scheduler.queues.lua_library import LuaLibrary
+from kat_scheduler.store import UNAVAILABLE, StoreClient, StoreUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -29,12 +29,12 @@ LEADERSHIP_LUA = Path(__file__).parent / "leadership.lua"
 
 class Leadership:
     def __init__(self, client: redis.Redis, key: str, lease_seconds: float) -> None:
-        self.client: Any = client
+        self.client: Any = StoreClient(client, "leader lease")
         self.key = key
         self.lease_ms = int(lease_seconds * 1000)
         self.token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"  # says who leads
         self.is_leader = False
-        self._lua = LuaLibrary(client, LEADERSHIP_LUA)
+        self._lua = LuaLibrary(self.client.raw, LEADERSHIP_LUA)
         self._lock = threading.Lock()  # the beat's thread and the keep-alive thread both renew
         self._stopping = threading.Event()
         self._keeper: threading.Thread | None = None
@@ -58,14 +58,14 @@ class Leadership:
         try:
             return bool(self._lua([self.key], [operation, self.token, self.lease_ms]))
         except UNAVAILABLE as error:
-            raise QueueUnavailable(self.client, error) from error
+            raise self.client.unavailable(error) from error
 
     def hold(self) -> bool:
         """Take or keep the lease; True while this process leads."""
         with self._lock:
             try:
                 held = self._call("acquire")
-            except QueueUnavailable as error:
+            except StoreUnavailable as error:
                 logger.warning("leader lease unknown, acting as standby: %s", error)
                 held = False
             if held != self.is_leader:
@@ -80,7 +80,7 @@ class Leadership:
                 return False
             try:
                 self.is_leader = self._call("renew")
-            except QueueUnavailable as error:
+            except StoreUnavailable as error:
                 logger.warning("could not renew the leader lease: %s", error)
                 self.is_leader = False
             if not self.is_leader:
@@ -93,7 +93,7 @@ class Leadership:
         if self.is_leader:
             try:
                 self._call("release")
-            except QueueUnavailable as error:
+            except StoreUnavailable as error:
                 logger.warning("could not release the leader lease: %s", error)
             self.is_leader = False
 

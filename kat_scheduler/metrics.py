@@ -22,9 +22,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from kat_scheduler.context.context import AppContext
-from kat_scheduler.queues import PriorityQueue, QueueUnavailable
+from kat_scheduler.queues import PriorityQueue
 from kat_scheduler.queues.priority_queue import MEMBER_SEQ_LENGTH
 from kat_scheduler.repositories import ScheduleRepository
+from kat_scheduler.store import StoreUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +114,7 @@ class QueueCollector(Collector):
         up = GaugeMetricFamily("kat_scheduler_redis_up", "1 when Redis answered this scrape")
         try:
             families = self._families()
-        except (redis.RedisError, QueueUnavailable) as error:
+        except StoreUnavailable as error:
             logger.warning("metrics: Redis did not answer: %s", error)
             up.add_metric([], 0)
             yield up

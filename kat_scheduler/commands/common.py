@@ -10,12 +10,11 @@ from datetime import UTC, datetime
 from enum import IntEnum
 from typing import Any
 
-import redis
-
 from kat_scheduler.config import Settings
 from kat_scheduler.context import AppContext
-from kat_scheduler.queues import QueueUnavailable, connect
+from kat_scheduler.queues import connect
 from kat_scheduler.queues.errors import redacted_url
+from kat_scheduler.store import StoreClient, StoreUnavailable
 
 
 class ExitCode(IntEnum):
@@ -46,10 +45,8 @@ class CommandError(Exception):
         self.code = code
 
 
-def unreachable(settings: Settings, error: Exception) -> CommandError:
-    cause = str(error)
-    if isinstance(error, QueueUnavailable):  # its message names the address already
-        cause = cause.split(" is unreachable: ", 1)[-1]
+def unreachable(settings: Settings, error: StoreUnavailable) -> CommandError:
+    cause = error.cause
     return CommandError(ExitCode.UNAVAILABLE, f"Redis at {redacted_url(settings.redis_url)} is unreachable: "
                         f"{cause} — is SCHEDULER_REDIS_URL right, and is Redis running?")
 
@@ -60,14 +57,14 @@ def session(settings: Settings) -> Iterator[AppContext]:
     the command runs become CommandError(UNAVAILABLE) naming the URL and the setting."""
     client = connect(settings.redis_url, retries=1, timeout=3.0)
     try:
-        client.ping()
-    except redis.RedisError as error:
+        StoreClient(client, "command").ping()
+    except StoreUnavailable as error:
         client.close()
         raise unreachable(settings, error) from None
     context = AppContext.create(settings, redis_client=client)
     try:
         yield context
-    except (redis.ConnectionError, redis.TimeoutError, QueueUnavailable) as error:
+    except StoreUnavailable as error:
         raise unreachable(settings, error) from None
     finally:
         context.close()

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 
 import pika
 import pika.exceptions
-import redis
 
 from kat_scheduler.config import Settings
 from kat_scheduler.connectors.listeners import InProcessBus
 from kat_scheduler.queues import connect
 from kat_scheduler.queues.errors import redacted_url
 from kat_scheduler.simulation import EventPublisher, RabbitPublisher
+from kat_scheduler.store import StoreClient, StoreUnavailable
 
 
 @dataclass
@@ -34,8 +34,8 @@ class DemoServices:
 
 def redis_answers(url: str) -> bool:
     try:
-        return bool(connect(url, retries=0, timeout=1.0).ping())
-    except (redis.ConnectionError, redis.TimeoutError):
+        return bool(StoreClient(connect(url, retries=0, timeout=1.0), "demo").ping())
+    except StoreUnavailable:
         return False
 
 

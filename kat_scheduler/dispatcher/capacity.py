@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from celery import Celery
@@ -58,17 +59,29 @@ class RunnerCapacity:
         self.runners, self._slots = runners, slots
         return dict(slots)
 
-    def holders(self) -> dict[str, str]:
-        """task id -> runner hostname of the tasks the runners hold now (started or prefetched)."""
+    def holders(self) -> Holdings:
+        """The tasks the runners hold now (started or prefetched), and which runners answered."""
         inspect = self.app.control.inspect(timeout=self.timeout, destination=sorted(self.runners) or None)
-        found: dict[str, str] = {}
+        holdings = Holdings()
         try:
-            for listing in (inspect.active(), inspect.reserved()):
-                for host, tasks in (listing or {}).items():
-                    found.update((task["id"], host) for task in tasks if "id" in task)
+            listings = [inspect.active(), inspect.reserved()]
         except Exception as error:
             logger.warning("listing the runners' tasks failed (%r)", error)
-        return found
+            return holdings
+        # A runner counts as having answered only when it answered both questions.
+        answered = set.intersection(*(set(listing or {}) for listing in listings))
+        for listing in listings:
+            for host, tasks in (listing or {}).items():
+                if host in answered:
+                    holdings.tasks.update((task["id"], host) for task in tasks if "id" in task)
+        holdings.answered = answered
+        return holdings
+
+
+@dataclass(slots=True)
+class Holdings:
+    tasks: dict[str, str] = field(default_factory=dict)  # task id -> hostname of the runner holding it
+    answered: set[str] = field(default_factory=set)  # the runners that answered
 
 
 def _pool_size(stats: dict[str, Any] | None) -> int | None:

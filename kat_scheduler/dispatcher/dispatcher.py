@@ -27,8 +27,9 @@ from kat_scheduler.dispatcher.capacity import RunnerCapacity
 from kat_scheduler.dispatcher.lifecycle import Lifecycle
 from kat_scheduler.dispatcher.routes import Route, routes_from
 from kat_scheduler.dispatcher.wakeup import Wakeup
-from kat_scheduler.queues import PriorityQueue, QueueUnavailable
+from kat_scheduler.queues import PriorityQueue
 from kat_scheduler.repositories.task_records import TaskRecord
+from kat_scheduler.store import StoreUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ class DispatchOptions:
     reap_seconds: float = 15.0  # expired leases go back to the queue this often (the beat reaps too)
     renew_seconds: float | None = None  # renew live runners' leases this often; None = a third of the lease
     discover_seconds: float = 30.0  # ask Celery for the runners' pool sizes this often (slots = 0)
+    reconcile_seconds: float = 10.0  # ask the runners which tasks they hold this often (Lifecycle.reconcile)
     lost_runner_grace: float = 30.0  # lease left to the tasks of a lost runner, see Lifecycle.runner_lost
     upkeep_tick: float = 1.0  # the upkeep loop's period
     inspect_timeout: float = 1.0  # how long a Celery remote-control question waits for answers
@@ -121,7 +123,7 @@ class Dispatcher:
         while not self._stopping.is_set():
             try:
                 sent = self.forward_once()
-            except QueueUnavailable as error:
+            except StoreUnavailable as error:
                 logger.warning("dispatch paused: %s", error)
                 sent = 0
             if not sent:
@@ -160,7 +162,7 @@ class Dispatcher:
     def _release(self, records: list[TaskRecord], why: str) -> None:
         for record in records:
             outcome = self.queues[record.kind].release(record.id, record.attempts)
-            self.lifecycle.tracked.pop(record.id, None)
+            self.lifecycle.forget(record.id)
             logger.info("%s handed back to the queue: %s (%s)", _describe(record), why, outcome)
 
     # -- Celery events -----------------------------------------------------------------------
@@ -194,13 +196,15 @@ class Dispatcher:
         discovering = any(route.slots == 0 for route in self.routes)
         if discovering:
             self._discover()
-        self.lifecycle.adopt(self.capacity.holders())
+        self._reconcile()
         now = time.monotonic()
         due: dict[str, float] = {"discover": now + self.options.discover_seconds,
-                                 "renew": now + self.renew_seconds, "reap": now + self.options.reap_seconds}
+                                 "renew": now + self.renew_seconds, "reap": now + self.options.reap_seconds,
+                                 "reconcile": now + self.options.reconcile_seconds}
         jobs: dict[str, tuple[float, Callable[[], None]]] = {
             "renew": (self.renew_seconds, self._renew),
             "reap": (self.options.reap_seconds, self.reap),
+            "reconcile": (self.options.reconcile_seconds, self._reconcile),
         }
         if discovering:
             jobs["discover"] = (self.options.discover_seconds, self._discover)
@@ -216,7 +220,7 @@ class Dispatcher:
                     if now >= due[name]:
                         due[name] = now + interval
                         job()
-            except QueueUnavailable as error:
+            except StoreUnavailable as error:
                 logger.warning("upkeep skipped: %s", error)
             except Exception:
                 logger.exception("upkeep failed")
@@ -229,6 +233,10 @@ class Dispatcher:
 
     def _renew(self) -> None:
         self.lifecycle.renew_live()
+
+    def _reconcile(self) -> None:
+        holdings = self.capacity.holders()
+        self.lifecycle.reconcile(holdings.tasks, holdings.answered)
 
     def reap(self) -> None:
         """Expired leases back to the queue (or the dead letters), so a worker-only deployment recovers."""

@@ -13,8 +13,15 @@
 Every dispatcher hears every event and applies it; the queue's operations check the task's status, so
 the second application of one event changes nothing. A task whose outcome nobody hears (all
 dispatchers down) is caught by its lease. While the runner holding a task sends heartbeats, its lease
-is renewed; when the runner goes offline or its heartbeats stop, the lease is cut to a short grace
-(see `runner_lost`).
+is renewed; when the runner is lost, the lease is cut to a short grace (see `runner_lost`).
+
+A runner is a process, not a name: a container or pod that restarts comes back under the same
+`-n` name, and its heartbeats must not keep the lost process's tasks alive. A runner is lost when
+- it goes offline, or its heartbeats stop for two intervals;
+- its name comes online again, or its heartbeats carry another pid or a `processed` count that went
+  back: a new process under the old name (a restart faster than a heartbeat included);
+- asked what it holds (`reconcile`, from the upkeep loop), it twice in a row does not list a task it
+  received: that task alone is lost, which covers a restart whose events this dispatcher missed.
 """
 
 from __future__ import annotations
@@ -28,13 +35,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from kat_scheduler.dispatcher.routes import Route
-from kat_scheduler.queues import PriorityQueue, QueueUnavailable
+from kat_scheduler.queues import PriorityQueue
 from kat_scheduler.repositories.task_records import TaskRecord
+from kat_scheduler.store import StoreUnavailable
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_HEARTBEAT_SECONDS = 2.0  # Celery's worker heartbeat interval, when an event does not say
 HEARTBEAT_MISSES = 2.0  # a runner is lost after this many heartbeat intervals without one
+UNLISTED_MISSES = 2  # a task its runner does not list this many times in a row is lost
 FOREIGN_MEMORY = 10_000  # how many ids of other Celery tasks to remember as not ours
 
 
@@ -43,6 +52,16 @@ class Tracked:
     kind: str
     organisation: str | None = None  # None: not looked up yet
     runner: str | None = None  # the hostname of the runner that received it
+    unlisted: int = 0  # how many times in a row that runner, asked, did not list it
+
+
+@dataclass(slots=True)
+class Runner:
+    """One runner process, as its heartbeats describe it."""
+
+    until: float  # lost by then without a new heartbeat
+    pid: int | None
+    processed: int  # tasks it has finished: only grows while the process lives
 
 
 class Lifecycle:
@@ -66,8 +85,8 @@ class Lifecycle:
         self.clock = clock
         self.tracked: dict[str, Tracked] = {}
         self.foreign: OrderedDict[str, None] = OrderedDict()  # recent task ids that are not ours
-        self.runners: dict[str, float] = {}  # hostname -> when it is lost without a new heartbeat
-        self._lock = threading.Lock()
+        self.runners: dict[str, Runner] = {}  # by hostname
+        self._lock = threading.Lock()  # guards tracked, foreign, runners and each Tracked
         self._handlers: dict[str, Callable[[dict[str, Any]], None]] = {
             "task-sent": self._on_sent,
             "task-received": self._on_received,
@@ -76,7 +95,7 @@ class Lifecycle:
             "task-failed": lambda event: self._end(event, failed=True),
             "task-revoked": lambda event: self._end(event, failed=True),
             "task-rejected": self._on_rejected,
-            "worker-online": self._on_heartbeat,
+            "worker-online": lambda event: self._on_heartbeat(event, online=True),
             "worker-heartbeat": self._on_heartbeat,
             "worker-offline": lambda event: self.runner_lost(event.get("hostname", ""), "it went offline"),
         }
@@ -90,7 +109,7 @@ class Lifecycle:
             return
         try:
             handler(event)
-        except QueueUnavailable as error:
+        except StoreUnavailable as error:
             logger.warning("could not apply %s of task %s: %s; its lease will settle it",
                            event.get("type"), event.get("uuid"), error)
         except Exception:
@@ -110,14 +129,14 @@ class Lifecycle:
     def _on_received(self, event: dict[str, Any]) -> None:
         tracked = self._find(event["uuid"], self.kind_of_task_name.get(event.get("name", "")))
         if tracked is not None:
-            tracked.runner = event.get("hostname")
+            self._held_by(tracked, event.get("hostname"))
 
     def _on_started(self, event: dict[str, Any]) -> None:
         task_id = event["uuid"]
         tracked = self._find(task_id)
         if tracked is None:
             return
-        tracked.runner = event.get("hostname")
+        self._held_by(tracked, event.get("hostname"))
         outcome = self.queues[tracked.kind].mark_running(task_id)
         if logger.isEnabledFor(logging.DEBUG):  # naming the organisation may cost a Redis read
             logger.debug("%s started on %s (%s)", self._about(task_id, tracked), tracked.runner, outcome)
@@ -130,7 +149,7 @@ class Lifecycle:
         if tracked is not None:  # the broker hands it to another runner; it keeps its slot and lease
             logger.info("%s went back to the broker from %s", self._about(event["uuid"], tracked),
                         tracked.runner)
-            tracked.runner = None
+            self._held_by(tracked, None)
 
     def _end(self, event: dict[str, Any], failed: bool) -> None:
         task_id = event["uuid"]
@@ -139,8 +158,7 @@ class Lifecycle:
             return
         outcome = self.queues[tracked.kind].ack(task_id, failed=failed)
         about = self._about(task_id, tracked)
-        with self._lock:
-            self.tracked.pop(task_id, None)
+        self.forget(task_id)
         if outcome != "ok":  # another dispatcher applied this event first, or the lease ran out
             logger.debug("%s: %s ignored (%s)", about, event["type"], outcome)
             return
@@ -151,49 +169,73 @@ class Lifecycle:
             logger.info("%s completed on %s", about, event.get("hostname"))
         self.on_slot_freed()
 
+    def forget(self, task_id: str) -> None:
+        """The task left our hands (ended, or handed back to the queue)."""
+        with self._lock:
+            self.tracked.pop(task_id, None)
+
+    def _held_by(self, tracked: Tracked, hostname: str | None) -> None:
+        with self._lock:
+            tracked.runner = hostname
+            tracked.unlisted = 0
+
     def _find(self, task_id: str, kind: str | None = None) -> Tracked | None:
         """Our bookkeeping of a task, or None when it is not one the dispatchers forwarded."""
         with self._lock:
             tracked = self.tracked.get(task_id)
-        if tracked is not None or task_id in self.foreign:
-            return tracked
+            if tracked is not None or task_id in self.foreign:
+                return tracked
         kinds = [kind] if kind else list(self.queues)
         for candidate in kinds:  # forwarded by a dispatcher that was not us, or before we started
-            if self.queues[candidate].in_slot(task_id):
+            if self.queues[candidate].in_slot(task_id):  # asked outside the lock: it waits on Redis
                 with self._lock:
                     return self.tracked.setdefault(task_id, Tracked(candidate))
-        self.foreign[task_id] = None  # other Celery tasks: look each up once, not on every event
-        if len(self.foreign) > FOREIGN_MEMORY:
-            self.foreign.popitem(last=False)
+        with self._lock:
+            self.foreign[task_id] = None  # other Celery tasks: look each up once, not on every event
+            if len(self.foreign) > FOREIGN_MEMORY:
+                self.foreign.popitem(last=False)
         return None
 
     def _about(self, task_id: str, tracked: Tracked) -> str:
         if tracked.organisation is None:
             record = self.queues[tracked.kind].records.get(task_id)
-            tracked.organisation = record.organisation if record else "?"
+            with self._lock:
+                tracked.organisation = record.organisation if record else "?"
         return f"task {task_id} ({tracked.kind}, organisation {tracked.organisation})"
 
     # -- runners -----------------------------------------------------------------------------
 
-    def _on_heartbeat(self, event: dict[str, Any]) -> None:
+    def _on_heartbeat(self, event: dict[str, Any], online: bool = False) -> None:
         hostname = event.get("hostname", "")
         interval = float(event.get("freq") or DEFAULT_HEARTBEAT_SECONDS)
+        now = Runner(self.clock() + interval * HEARTBEAT_MISSES, _int_or_none(event.get("pid")),
+                     _int_or_none(event.get("processed")) or 0)
+        with self._lock:
+            before = self.runners.get(hostname)
+        restart = _restart(before, now, online) if before is not None else None
+        if restart:
+            self.runner_lost(hostname, f"a new process runs under its name ({restart})")
         with self._lock:
             new = hostname not in self.runners
-            self.runners[hostname] = self.clock() + interval * HEARTBEAT_MISSES
+            self.runners[hostname] = now
         if new:
-            logger.info("worker %s is up", hostname)
+            logger.info("worker %s is up (pid %s)", hostname, now.pid)
             self.on_runners_changed()
 
     def alive(self, hostname: str | None) -> bool:
         with self._lock:
-            return hostname is not None and self.runners.get(hostname, 0.0) > self.clock()
+            return hostname is not None and self._alive(hostname)
+
+    def _alive(self, hostname: str) -> bool:
+        """Call holding the lock."""
+        runner = self.runners.get(hostname)
+        return runner is not None and runner.until > self.clock()
 
     def check_runners(self) -> None:
         """Runners whose heartbeats stopped are lost."""
         now = self.clock()
         with self._lock:
-            silent = [hostname for hostname, until in self.runners.items() if until <= now]
+            silent = [hostname for hostname, runner in self.runners.items() if runner.until <= now]
         for hostname in silent:
             self.runner_lost(hostname, "its heartbeats stopped")
 
@@ -202,9 +244,10 @@ class Lifecycle:
 
         Runners ack late and reject on worker loss, so a broker that redelivers unacknowledged
         messages (RabbitMQ does at once) hands the task to another runner, whose task-started event
-        takes it over and renews it again. If no runner starts it within the grace, reap returns
-        it to the queue, counting the attempt: a task that keeps killing its runners ends in the
-        dead letters instead of going round for ever.
+        takes it over and renews it again. A broker that does not (Redis, until its visibility
+        timeout) leaves the task to reap, which returns it to the queue after the grace, counting the
+        attempt: a task that keeps killing its runners ends in the dead letters instead of going round
+        for ever.
         """
         with self._lock:
             known = self.runners.pop(hostname, None) is not None
@@ -215,17 +258,36 @@ class Lifecycle:
             logger.warning("worker %s is lost: %s", hostname, why)
             self.on_runners_changed()
         for task_id, tracked in held:
-            outcome = self.queues[tracked.kind].renew(task_id, lease_seconds=self.lost_runner_grace)
-            logger.warning("%s was on lost runner %s; it returns to the queue in %.0f s unless a runner "
-                           "starts it (%s)", self._about(task_id, tracked), hostname, self.lost_runner_grace,
-                           outcome)
+            self._cut_lease(task_id, tracked, f"was on lost runner {hostname}")
 
-    def adopt(self, holders: Mapping[str, str]) -> None:
-        """Runners' current tasks (from inspect), for a dispatcher that starts while tasks run."""
-        for task_id, hostname in holders.items():
-            tracked = self._find(task_id)
-            if tracked is not None and tracked.runner is None:
-                tracked.runner = hostname
+    def _cut_lease(self, task_id: str, tracked: Tracked, why: str) -> None:
+        outcome = self.queues[tracked.kind].renew(task_id, lease_seconds=self.lost_runner_grace)
+        logger.warning("%s %s; it returns to the queue in %.0f s unless a runner starts it (%s)",
+                       self._about(task_id, tracked), why, self.lost_runner_grace, outcome)
+
+    def reconcile(self, holders: Mapping[str, str], answered: set[str]) -> None:
+        """What the runners say they hold (task id -> hostname), from the runners that `answered`.
+
+        A listed task is held by the runner that lists it. A task that a runner which answered has
+        received but does not list, twice in a row, is lost on its own: its runner was restarted, or
+        lost it, without this dispatcher hearing of it."""
+        with self._lock:
+            untracked = [task_id for task_id in holders if task_id not in self.tracked]
+        for task_id in untracked:  # forwarded by another dispatcher, or before this one started
+            self._find(task_id)
+        lost: list[tuple[str, Tracked, str]] = []
+        with self._lock:
+            for task_id, tracked in self.tracked.items():
+                holder = holders.get(task_id)
+                if holder is not None:
+                    tracked.runner, tracked.unlisted = holder, 0
+                elif tracked.runner in answered:
+                    tracked.unlisted += 1
+                    if tracked.unlisted >= UNLISTED_MISSES:
+                        lost.append((task_id, tracked, tracked.runner))
+                        tracked.runner, tracked.unlisted = None, 0
+        for task_id, tracked, hostname in lost:
+            self._cut_lease(task_id, tracked, f"is not held by {hostname}, which received it")
 
     # -- leases ------------------------------------------------------------------------------
 
@@ -237,7 +299,25 @@ class Lifecycle:
                             if task_id not in in_slots[tracked.kind]]:
                 del self.tracked[task_id]
             live = [(task_id, tracked.kind) for task_id, tracked in self.tracked.items()
-                    if tracked.runner is not None and self.runners.get(tracked.runner, 0.0) > self.clock()]
+                    if tracked.runner is not None and self._alive(tracked.runner)]
         for task_id, kind in live:
             self.queues[kind].renew(task_id)
         return len(live)
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _restart(before: Runner, now: Runner, online: bool) -> str:
+    """Why the heartbeat `now` comes from another process than `before` did ("" when it does not)."""
+    if online:
+        return "it came online again"
+    if before.pid is not None and now.pid is not None and before.pid != now.pid:
+        return f"pid {before.pid}, now {now.pid}"
+    if now.processed < before.processed:
+        return f"its processed count went back from {before.processed} to {now.processed}"
+    return ""

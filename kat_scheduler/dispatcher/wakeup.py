@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
-from typing import Any
 
 import redis
+
+from kat_scheduler.store import StoreClient, StoreUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -22,7 +23,7 @@ class Wakeup:
     """A threading.Event the dispatch loop waits on, set by a pub/sub listener thread."""
 
     def __init__(self, client: redis.Redis, channels: Sequence[str], poll_seconds: float = 1.0) -> None:
-        self.client: Any = client
+        self.client = StoreClient(client, "dispatch wake-ups")
         self.channels = list(channels)
         self.poll_seconds = poll_seconds  # how soon the listener notices stop()
         self.signalled = threading.Event()
@@ -54,16 +55,17 @@ class Wakeup:
     def _listen(self) -> None:
         backoff = 0.1
         while not self._stopping.is_set():
-            pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+            pubsub = self.client.raw.pubsub(ignore_subscribe_messages=True)
             try:
-                pubsub.subscribe(*self.channels)
-                self.listening.set()
-                self.signalled.set()  # anything published while we were not subscribed
-                backoff = 0.1
-                while not self._stopping.is_set():
-                    if pubsub.get_message(timeout=self.poll_seconds) is not None:
-                        self.signalled.set()
-            except (redis.ConnectionError, redis.TimeoutError) as error:
+                with self.client.guard():
+                    pubsub.subscribe(*self.channels)
+                    self.listening.set()
+                    self.signalled.set()  # anything published while we were not subscribed
+                    backoff = 0.1
+                    while not self._stopping.is_set():
+                        if pubsub.get_message(timeout=self.poll_seconds) is not None:
+                            self.signalled.set()
+            except StoreUnavailable as error:
                 self.listening.clear()
                 logger.warning("dispatch wake-ups: Redis subscription lost (%r); retrying in %.1f s",
                                error, backoff)

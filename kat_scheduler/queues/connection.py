@@ -30,7 +30,7 @@ SENTINEL_SCHEME = "redis+sentinel"
 
 def connect(url: str, *, retries: int = 5, timeout: float = 5.0) -> redis.Redis:
     """A client for `url` that retries connection errors and time-outs with exponential backoff
-    (50 ms doubling up to 2 s) before the caller sees QueueUnavailable.
+    (50 ms doubling up to 2 s) before the caller sees StoreUnavailable.
 
     A cluster URL gives a `redis.cluster.RedisCluster`. It answers every command kat_scheduler uses,
     so it is typed as `redis.Redis` here and the rest of the code needs no union."""

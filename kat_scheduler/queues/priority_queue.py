@@ -21,9 +21,10 @@ import redis
 from pydantic import ValidationError
 
 from kat_scheduler.models.tasks import PAYLOAD_MODELS, BoefjeTask, NormalizerTask
-from kat_scheduler.queues.errors import UNAVAILABLE, InvalidItem, QueueUnavailable
+from kat_scheduler.queues.errors import InvalidItem
 from kat_scheduler.queues.lua_library import LuaLibrary
 from kat_scheduler.repositories.task_records import SEP, TaskRecord, TaskRepository
+from kat_scheduler.store import UNAVAILABLE, StoreClient
 
 QUEUE_LUA = Path(__file__).parent / "queue.lua"
 MEMBER_SEQ_LENGTH = 16  # hex digits before the task id in a sorted-set member
@@ -81,7 +82,7 @@ class PriorityQueue:
         if kind not in PAYLOAD_MODELS:
             raise ValueError(f"unknown task kind {kind!r}; expected one of {sorted(PAYLOAD_MODELS)}")
         # Replies are str (decode_responses=True); redis-py's annotations cannot say so.
-        self.client: Any = client
+        self.client: Any = StoreClient(client, f"queue {kind}")
         self.kind = kind
         self.payload_model = PAYLOAD_MODELS[kind]
         self.base = "{" + f"{prefix}:{kind}" + "}"
@@ -92,21 +93,21 @@ class PriorityQueue:
         self.filtered_claim_scan = filtered_claim_scan
         self.clock_ms = clock_ms
         self.records = TaskRepository(client, prefix, kind)
-        self._lua = LuaLibrary(client, QUEUE_LUA)
+        self._lua = LuaLibrary(self.client.raw, QUEUE_LUA)
         self._sequence = itertools.count()
 
     def _call(self, operation: str, *args: Any) -> Any:
         try:
             return self._lua([self.base], [operation, self.clock_ms(), *args])
         except UNAVAILABLE as error:
-            raise QueueUnavailable(self.client, error) from error
+            raise self.client.unavailable(error) from error
 
     def _call_many(self, operation: str, arg_lists: Iterable[list[Any]]) -> list[Any]:
         """Several calls of one operation, streamed on one connection (LuaLibrary.call_many)."""
         try:
             return self._lua.call_many([self.base], ([operation, self.clock_ms(), *args] for args in arg_lists))
         except UNAVAILABLE as error:
-            raise QueueUnavailable(self.client, error) from error
+            raise self.client.unavailable(error) from error
 
     # -- pushing -----------------------------------------------------------------------------
 

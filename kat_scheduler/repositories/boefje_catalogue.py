@@ -14,13 +14,15 @@ from typing import Any
 
 import redis
 
+from kat_scheduler.store import StoreClient
+
 SEP = "\x1f"
 
 
 class BoefjeCatalogueRepository:
     def __init__(self, client: redis.Redis, prefix: str) -> None:
         # Replies are str (decode_responses=True); redis-py's annotations cannot say so.
-        self.client: Any = client
+        self.client: Any = StoreClient(client, "catalogue")
         self.base = "{" + f"{prefix}:catalogue" + "}"
 
     def _seen_key(self, organisation: str) -> str:

@@ -21,6 +21,7 @@ from kat_scheduler.models.inputs import first_problem
 from kat_scheduler.models.schedule import Schedule
 from kat_scheduler.queues.lua_library import LuaLibrary
 from kat_scheduler.repositories.task_records import SEP
+from kat_scheduler.store import StoreClient
 
 logger = logging.getLogger(__name__)
 
@@ -53,10 +54,10 @@ class ScheduleRepository:
 
     def __init__(self, client: redis.Redis, prefix: str, kind: str) -> None:
         # Replies are str (decode_responses=True); redis-py's annotations cannot say so.
-        self.client: Any = client
+        self.client: Any = StoreClient(client, f"schedules {kind}")
         self.kind = kind
         self.base = "{" + f"{prefix}:schedules:{kind}" + "}"
-        self._lua = LuaLibrary(client, SCHEDULES_LUA)
+        self._lua = LuaLibrary(self.client.raw, SCHEDULES_LUA)
 
     def _key(self, schedule_id: str) -> str:
         return f"{self.base}:s:{schedule_id}"

@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 import redis
 
 from kat_scheduler.models.tasks import Task, TaskStatus
+from kat_scheduler.store import StoreClient
 
 SEP = "\x1f"
 # The record's fields in stored order; keep in step with the field numbers in queue.lua.
@@ -144,7 +145,7 @@ class TaskRepository:
 
     def __init__(self, client: redis.Redis, prefix: str, kind: str) -> None:
         # Replies are str (decode_responses=True); redis-py's annotations cannot say so.
-        self.client: Any = client
+        self.client: Any = StoreClient(client, f"records {kind}")
         self.kind = kind
         self.base = "{" + f"{prefix}:{kind}" + "}"
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from kat_scheduler.config import Settings
 from kat_scheduler.queues import connect
-from kat_scheduler.queues.errors import UNAVAILABLE
+from kat_scheduler.store import StoreClient, StoreUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class RunOnce:
 
     def _redis(self) -> Any:
         if self._client is None:
-            self._client = connect(self.url, retries=1, timeout=2.0)
+            self._client = StoreClient(connect(self.url, retries=1, timeout=2.0), "once-marks")
         return self._client
 
     @contextmanager
@@ -49,7 +49,7 @@ class RunOnce:
         key = self.base + task_id
         try:
             self._take(key)
-        except UNAVAILABLE as error:
+        except StoreUnavailable as error:
             logger.warning("task %s: cannot tell whether it runs elsewhere (%s); running it", task_id, error)
             yield
             return
@@ -79,5 +79,5 @@ class RunOnce:
     def _quietly(self, change: Any) -> None:
         try:
             change(self._redis())
-        except UNAVAILABLE as error:
+        except StoreUnavailable as error:
             logger.warning("runner: could not update a run's mark: %s", error)

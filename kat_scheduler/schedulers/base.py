@@ -9,14 +9,14 @@ from typing import ClassVar, TypeVar
 
 from kat_scheduler.connectors.services import ServiceUnavailable
 from kat_scheduler.context import AppContext
-from kat_scheduler.queues import QueueUnavailable
 from kat_scheduler.rankers import Ranker
+from kat_scheduler.store import StoreUnavailable
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-TRANSIENT_ERRORS = (ServiceUnavailable, QueueUnavailable)
+TRANSIENT_ERRORS = (ServiceUnavailable, StoreUnavailable)
 
 
 class Scheduler:

@@ -7,15 +7,16 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import redis
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from kat_scheduler.queues import InvalidItem, QueueUnavailable
+from kat_scheduler.queues import InvalidItem
+from kat_scheduler.store import StoreUnavailable
 
 logger = logging.getLogger(__name__)
+RETRY_AFTER_SECONDS = 5  # what a 503 asks a client to wait before it tries again
 
 
 class ErrorBody(BaseModel):
@@ -80,14 +81,14 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_unavailable(request: Request, error: Exception) -> JSONResponse:
         logger.error("%s %s: %s", request.method, request.url.path, error)
-        return error_response(503, "the scheduler's Redis is unreachable; try again later",
-                              headers={"Retry-After": "5"})
+        where = f" ({error.store}: {error.url})" if isinstance(error, StoreUnavailable) else ""
+        return error_response(503, f"the scheduler's Redis is unreachable{where}; try again later",
+                              headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(InvalidItem, on_invalid_item)
-    for unavailable in (QueueUnavailable, redis.ConnectionError, redis.TimeoutError):
-        app.add_exception_handler(unavailable, on_unavailable)
+    app.add_exception_handler(StoreUnavailable, on_unavailable)
 
 
 _DESCRIPTIONS = {

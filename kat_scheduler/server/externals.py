@@ -14,9 +14,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 
 import pika
-import redis
 
 from kat_scheduler.context.context import AppContext
+from kat_scheduler.store import StoreClient, StoreUnavailable
 
 logger = logging.getLogger(__name__)
 RABBITMQ_TIMEOUT_SECONDS = 2.0
@@ -27,8 +27,8 @@ OCTOPOES_PROBE_ORGANISATION = "_dev"  # used when Katalogus names no organisatio
 
 def redis_up(context: AppContext) -> bool:
     try:
-        return bool(context.redis.ping())
-    except redis.RedisError as error:
+        return bool(StoreClient(context.redis, "health").ping())
+    except StoreUnavailable as error:
         logger.warning("health: Redis did not answer: %s", error)
         return False
 

@@ -93,8 +93,9 @@ class RunnerProcess:
     """`celery -A kat_scheduler.runner worker` with the record_starts handler, as a subprocess."""
 
     def __init__(self, lane: Lane, broker_url: str, redis_url: str, *, pool: str = "solo", concurrency: int = 1,
-                 hold_seconds: float = 0.0, handler: str = "kat_scheduler.runner.handlers:record_starts") -> None:
-        self.hostname = f"runner-{uuid.uuid4().hex[:8]}@localhost"
+                 hold_seconds: float = 0.0, handler: str = "kat_scheduler.runner.handlers:record_starts",
+                 hostname: str | None = None) -> None:
+        self.hostname = hostname or f"runner-{uuid.uuid4().hex[:8]}@localhost"
         env = dict(os.environ, CELERY_BROKER_URL=broker_url, SCHEDULER_REDIS_URL=redis_url,
                    SCHEDULER_KEY_PREFIX=lane.prefix, SCHEDULER_RUNNER_HANDLER=handler,
                    SCHEDULER_RUNNER_HOLD_SECONDS=str(hold_seconds),

@@ -17,9 +17,9 @@ from kat_scheduler.dispatcher import Wakeup
 from kat_scheduler.leadership import Leadership
 from kat_scheduler.metrics import beat_leader_key
 from kat_scheduler.queues import connect
-from kat_scheduler.queues.errors import describe_client
 from kat_scheduler.repositories import ScheduleRepository
 from kat_scheduler.repositories.boefje_catalogue import BoefjeCatalogueRepository
+from kat_scheduler.store import describe_client
 from tests.factories.redis_fixtures import delete_prefixed
 from tests.factories.tasks import boefje_task, make_queue, normalizer_task
 from tests.factories.waiting import wait_for

@@ -10,7 +10,8 @@ import time
 import pytest
 import redis
 
-from kat_scheduler.queues import PriorityQueue, PushOutcome, QueueUnavailable, connect
+from kat_scheduler.queues import PriorityQueue, PushOutcome, connect
+from kat_scheduler.store import StoreUnavailable
 from tests.factories.redis_fixtures import REDIS_URL
 from tests.factories.tasks import boefje_task, make_queue
 from tests.factories.waiting import wait_for
@@ -105,7 +106,7 @@ def test_a_small_organisation_is_served_next_to_a_hundred_thousand_tasks(
 def test_an_unreachable_redis_is_named_in_the_error(key_prefix: str) -> None:
     dead_end = connect("redis://127.0.0.1:1/0", retries=1, timeout=0.5)
     queue = PriorityQueue(dead_end, "boefje", prefix=key_prefix)
-    with pytest.raises(QueueUnavailable, match=r"Redis at redis://127.0.0.1:1/0 is unreachable"):
+    with pytest.raises(StoreUnavailable, match=r"Redis at redis://127.0.0.1:1/0 is unreachable"):
         queue.push(boefje_task(), 1)
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from redis.sentinel import SentinelConnectionPool
 
-from kat_scheduler.queues import PriorityQueue, QueueUnavailable, connect
-from kat_scheduler.queues.errors import describe_client
+from kat_scheduler.queues import PriorityQueue, connect
+from kat_scheduler.store import StoreUnavailable, describe_client
 from tests.factories.redis_cluster import SENTINEL_SERVICE
 from tests.factories.redis_fixtures import delete_prefixed
 from tests.factories.tasks import boefje_task
@@ -32,7 +32,7 @@ def test_an_unknown_service_is_named_in_the_error(redis_sentinel_url: str, key_p
     client = connect(redis_sentinel_url.replace(SENTINEL_SERVICE, "no-such-service"), retries=0, timeout=0.5)
     queue = PriorityQueue(client, "boefje", prefix=key_prefix)
     try:
-        with pytest.raises(QueueUnavailable, match=r"redis\+sentinel://127\.0\.0\.1:\d+/no-such-service is "):
+        with pytest.raises(StoreUnavailable, match=r"redis\+sentinel://127\.0\.0\.1:\d+/no-such-service is "):
             queue.push(boefje_task(), 1)
     finally:
         client.close()

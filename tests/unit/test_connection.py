@@ -10,9 +10,9 @@ from redis.exceptions import ClusterDownError
 from redis.sentinel import SentinelConnectionPool
 
 from kat_scheduler.leadership import Leadership
-from kat_scheduler.queues import QueueUnavailable, connect
+from kat_scheduler.queues import connect
 from kat_scheduler.queues.connection import _split
-from kat_scheduler.queues.errors import describe_client
+from kat_scheduler.store import StoreUnavailable, describe_client
 from tests.factories.tasks import boefje_task, make_queue
 
 
@@ -61,7 +61,7 @@ def test_a_cluster_that_is_down_makes_the_queue_and_the_lease_unavailable(client
 
     queue = make_queue(client, key_prefix)
     queue._lua = cluster_down
-    with pytest.raises(QueueUnavailable, match="The cluster is down"):
+    with pytest.raises(StoreUnavailable, match="The cluster is down"):
         queue.push(boefje_task(), 1)
     leadership = Leadership(client, "{" + f"{key_prefix}:beat" + "}:leader", 1.0)
     leadership._lua = cluster_down

@@ -264,6 +264,64 @@ def test_a_worker_offline_event_frees_its_tasks_after_the_grace(lifecycle_lane: 
     assert queue.reap().requeued == [task_id]
 
 
+def running_on(lifecycle: Lifecycle, task_id: str, hostname: str = "runner@a", pid: int = 100,
+               processed: int = 0) -> None:
+    lifecycle.on_event({"type": "worker-online", "hostname": hostname, "freq": 2.0, "pid": pid,
+                        "processed": processed})
+    lifecycle.on_event({"type": "task-started", "uuid": task_id, "hostname": hostname})
+
+
+@pytest.mark.parametrize("new_process", [
+    {"type": "worker-online", "pid": 100},  # a container restarts as pid 1 again: same pid, online again
+    {"type": "worker-heartbeat", "pid": 200},  # its worker-online went unheard; the pid says it
+    {"type": "worker-heartbeat", "pid": 100, "processed": 0},  # same pid, and its count started again
+], ids=["online again", "another pid", "count went back"])
+def test_a_runner_restarted_under_its_name_loses_the_old_process_tasks(
+        lifecycle_lane: tuple[Lifecycle, Any], new_process: dict[str, Any]) -> None:
+    lifecycle, (queue, clock, _, _) = lifecycle_lane
+    task_id = dispatched(queue)
+    running_on(lifecycle, task_id, processed=7)
+    lifecycle.on_event({"hostname": "runner@a", "freq": 2.0, "processed": 7, **new_process})
+    assert lifecycle.alive("runner@a")  # the new process is a live runner ...
+    assert lifecycle.renew_live() == 0  # ... but holds nothing: the old one's lease is not renewed
+    clock.advance(6)  # past the 5 s grace
+    assert queue.reap().requeued == [task_id]
+
+
+def test_heartbeats_of_the_same_process_keep_its_tasks(lifecycle_lane: tuple[Lifecycle, Any]) -> None:
+    lifecycle, (queue, clock, _, _) = lifecycle_lane
+    task_id = dispatched(queue)
+    running_on(lifecycle, task_id, processed=3)
+    lifecycle.on_event({"type": "worker-heartbeat", "hostname": "runner@a", "freq": 2.0, "pid": 100,
+                        "processed": 4})
+    assert lifecycle.renew_live() == 1
+    clock.advance(100)  # the 60 s lease was renewed at 0 and now again
+    assert lifecycle.renew_live() == 1 and queue.reap().requeued == []
+
+
+def test_a_task_its_runner_twice_does_not_list_is_lost(lifecycle_lane: tuple[Lifecycle, Any]) -> None:
+    lifecycle, (queue, clock, _, _) = lifecycle_lane
+    kept, dropped = dispatched(queue), dispatched(queue)
+    running_on(lifecycle, kept)
+    lifecycle.on_event({"type": "task-started", "uuid": dropped, "hostname": "runner@a"})
+    lifecycle.reconcile({kept: "runner@a"}, {"runner@a"})
+    assert lifecycle.renew_live() == 2  # one miss may be a task that just ended
+    lifecycle.reconcile({kept: "runner@a"}, {"runner@a"})
+    assert lifecycle.renew_live() == 1
+    clock.advance(6)
+    assert queue.reap().requeued == [dropped]
+    lifecycle.reconcile({}, set())  # nobody answered: nothing is concluded
+    assert lifecycle.renew_live() == 1
+
+
+def test_a_runner_that_lists_a_task_takes_it_over(lifecycle_lane: tuple[Lifecycle, Any]) -> None:
+    lifecycle, (queue, _, _, _) = lifecycle_lane
+    task_id = dispatched(queue)
+    lifecycle.on_event({"type": "worker-heartbeat", "hostname": "runner@b", "freq": 2.0, "pid": 5})
+    lifecycle.reconcile({task_id: "runner@b"}, {"runner@b"})  # a dispatcher started while it ran
+    assert lifecycle.renew_live() == 1
+
+
 # -- the runner ------------------------------------------------------------------------------------
 
 

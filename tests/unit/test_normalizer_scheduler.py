@@ -4,6 +4,7 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
+from pydantic import ValidationError
 
 from kat_scheduler.context import AppContext
 from kat_scheduler.models import RawFileReceived
@@ -26,6 +27,13 @@ def raw_file(mime_types: list[str], boefje: str = "dns") -> RawFileReceived:
         "event_id": "raw_file_received", "created_at": datetime.now(UTC).isoformat(), "organization": ORG,
         "raw_data": {"id": str(uuid.uuid4()), "boefje_meta": meta,
                      "mime_types": [{"value": value} for value in mime_types]}})
+
+
+def test_a_raw_file_event_naming_another_organisation_is_refused() -> None:
+    event = raw_file(["boefje/dns"]).model_dump(mode="json")
+    event["organization"] = "someone-else"
+    with pytest.raises(ValidationError, match="not the raw file's organisation"):
+        RawFileReceived.model_validate(event)
 
 
 def test_each_enabled_normalizer_of_any_mime_type_runs_once(scheduler: NormalizerScheduler,
