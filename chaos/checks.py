@@ -24,6 +24,7 @@ from chaos.config import BOEFJES
 from chaos.load import Published
 from kat_scheduler.models.tasks import TaskStatus, identity_hash
 from kat_scheduler.repositories.task_records import TaskRecord, TaskRepository
+from kat_scheduler.store import StoreUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ class Sampler(threading.Thread):
         self._stop_event = threading.Event()
 
     def sample(self) -> Snapshot:
-        """One moment of the records (raises redis errors)."""
+        """One moment of the records (raises StoreUnavailable while Redis is away)."""
         with self._lock:
             ids = [task_id for task_id in self.repository.task_ids() if task_id not in self._finished]
             fresh = self.repository.get_many(ids)  # one MGET: one moment
@@ -98,7 +99,7 @@ class Sampler(threading.Thread):
     def try_sample(self) -> Snapshot | None:
         try:
             return self.sample()
-        except redis.RedisError as error:
+        except StoreUnavailable as error:
             self.failed_samples += 1
             logger.debug("sample failed: %r", error)
             return None

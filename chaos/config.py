@@ -36,6 +36,7 @@ class Size:
     katalogus_fault_seconds: float
     octopoes_fault_seconds: float
     rabbitmq_down_seconds: float
+    redis_down_seconds: float
     malformed_seconds: float
     addresses_per_organisation: int  # objects the late boefje visits (one organisation)
     repeats: int  # how often each process kill is repeated
@@ -44,8 +45,10 @@ class Size:
 SIZES = {
     "small": Size("small", organisations=3, rate=5.0, hold_seconds=0.4, baseline_seconds=15, lead_in_seconds=4,
                   katalogus_fault_seconds=30, octopoes_fault_seconds=15, rabbitmq_down_seconds=5,
+                  redis_down_seconds=20,
                   malformed_seconds=60, addresses_per_organisation=40, repeats=1),
     "full": Size("full", organisations=10, rate=10.0, hold_seconds=0.2, baseline_seconds=60, lead_in_seconds=10,
                  katalogus_fault_seconds=30, octopoes_fault_seconds=30, rabbitmq_down_seconds=15,
+                 redis_down_seconds=20,
                  malformed_seconds=120, addresses_per_organisation=150, repeats=2),
 }

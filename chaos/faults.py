@@ -14,6 +14,7 @@ from chaos import config
 from chaos.deployment import Proc, rabbitmqctl, wait_for
 from chaos.services import address, organisations
 from kat_scheduler.connectors.listeners.openkat import SCAN_PROFILE_MUTATIONS
+from kat_scheduler.dispatcher import DispatchOptions
 
 if TYPE_CHECKING:
     from chaos.checks import Identity
@@ -55,6 +56,22 @@ def kill_runner(run: Run) -> Injected:
     return Injected(started, started, *TWICE_THE_TASK_LEASE, restart=victim, note=victim.name)
 
 
+_DISPATCH = DispatchOptions()  # the runners' dispatchers run with the defaults
+LOST_RUNNER_BOUND = (_DISPATCH.lost_runner_grace + _DISPATCH.reap_seconds,
+                     f"lost-runner grace + reap interval ({_DISPATCH.lost_runner_grace:g} s + "
+                     f"{_DISPATCH.reap_seconds:g} s)")
+
+
+def restart_runner_same_name(run: Run) -> Injected:
+    """SIGKILL of a runner with tasks in hand, started again at once under the same `-n` name, as a
+    container with a restart policy comes back: its heartbeats must not keep the lost tasks alive."""
+    victim = run.busiest_runner()
+    started = now()
+    victim.kill()
+    run.deployment.restart(victim)  # same argv, so the same node name
+    return Injected(started, now(), *LOST_RUNNER_BOUND, note=f"{victim.name}, same name")
+
+
 def kill_scheduler_worker(run: Run) -> Injected:
     """SIGKILL of a scheduler worker: its unacked events go to the other listeners, its claims come
     back through their leases."""
@@ -85,6 +102,19 @@ def restart_redis(run: Run) -> Injected:
     run.deployment.redis.kill()
     run.deployment.redis.start()
     return Injected(started, now(), *TWICE_THE_TASK_LEASE, note="SIGKILL, AOF everysec")
+
+
+def stop_redis(run: Run) -> Injected:
+    """redis-server stopped (SIGKILL) and kept down for a while, then started on the same port and AOF:
+    the events wait in RabbitMQ, the dispatcher, the beat and the runners' marks sit the outage out."""
+    started = now()
+    run.deployment.redis.kill()
+    run.hold(run.size.redis_down_seconds)
+    run.deployment.redis.start()
+    bound = 2 * config.PATIENTLY_MAX_BACKOFF + config.TASK_LEASE_SECONDS
+    return Injected(started, now(), bound,
+                    f"2 x handler retry backoff + task lease ({config.PATIENTLY_MAX_BACKOFF:g} s, "
+                    f"{config.TASK_LEASE_SECONDS:g} s)", note=f"down {run.size.redis_down_seconds:g} s")
 
 
 def restart_rabbitmq(run: Run) -> Injected:
@@ -161,7 +191,9 @@ FAULTS: tuple[Fault, ...] = (
     Fault("SIGKILL a runner", kill_runner, kills=True),
     Fault("SIGKILL a scheduler worker", kill_scheduler_worker, kills=True),
     Fault("SIGKILL the leader beat", kill_leader_beat, kills=True),
+    Fault("runner restarted under the same name", restart_runner_same_name, kills=True),
     Fault("Redis restart (SIGKILL, AOF)", restart_redis, kills=True),
+    Fault("Redis stopped for 20 s", stop_redis),
     Fault("RabbitMQ restart (stop_app/start_app)", restart_rabbitmq),
     Fault("Katalogus answers 500 for 30 s", katalogus_errors),
     Fault("Octopoes times out", octopoes_timeouts),

@@ -39,8 +39,7 @@ class KatScheduler(CeleryScheduler):
         self.context = context or AppContext.create()
         settings = self.context.settings
         self.tick_seconds = settings.beat_tick_seconds
-        self.leadership = Leadership(self.context.redis, "{" + f"{settings.key_prefix}:beat" + "}:leader",
-                                     settings.beat_lease_seconds)
+        self.leadership = Leadership.of_beat(self.context.redis, settings.key_prefix, settings.beat_lease_seconds)
         self.boefjes = BoefjeScheduler(self.context)
         self._next_pass = 0.0
         self._next_refresh = 0.0

@@ -20,11 +20,16 @@ from typing import Any
 import redis
 
 from kat_scheduler.queues.lua_library import LuaLibrary
-from kat_scheduler.store import UNAVAILABLE, StoreClient, StoreUnavailable
+from kat_scheduler.store import StoreClient, StoreUnavailable
 
 logger = logging.getLogger(__name__)
 
 LEADERSHIP_LUA = Path(__file__).parent / "leadership.lua"
+
+
+def beat_leader_key(prefix: str) -> str:
+    """The beat's leader lease: the one key name of this store."""
+    return "{" + f"{prefix}:beat" + "}:leader"
 
 
 class Leadership:
@@ -34,7 +39,7 @@ class Leadership:
         self.lease_ms = int(lease_seconds * 1000)
         self.token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"  # says who leads
         self.is_leader = False
-        self._lua = LuaLibrary(self.client.raw, LEADERSHIP_LUA)
+        self._lua = LuaLibrary(self.client, LEADERSHIP_LUA)
         self._lock = threading.Lock()  # the beat's thread and the keep-alive thread both renew
         self._stopping = threading.Event()
         self._keeper: threading.Thread | None = None
@@ -55,10 +60,7 @@ class Leadership:
                 self.renew()
 
     def _call(self, operation: str) -> bool:
-        try:
-            return bool(self._lua([self.key], [operation, self.token, self.lease_ms]))
-        except UNAVAILABLE as error:
-            raise self.client.unavailable(error) from error
+        return bool(self._lua([self.key], [operation, self.token, self.lease_ms]))
 
     def hold(self) -> bool:
         """Take or keep the lease; True while this process leads."""
@@ -97,6 +99,19 @@ class Leadership:
                 logger.warning("could not release the leader lease: %s", error)
             self.is_leader = False
 
+    @classmethod
+    def of_beat(cls, client: redis.Redis, prefix: str, lease_seconds: float = 0.0) -> Leadership:
+        """The beats' lease; with no `lease_seconds`, for reading who leads (status, metrics)."""
+        return cls(client, beat_leader_key(prefix), lease_seconds)
+
     def holder(self) -> str | None:
         value = self.client.get(self.key)
         return str(value) if value is not None else None
+
+    def holder_and_ms_left(self) -> tuple[str | None, int]:
+        """Who holds the lease and for how many more ms (0 when nobody leads), read in one round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.get(self.key)
+        pipe.pttl(self.key)
+        holder, ttl_ms = pipe.execute()
+        return (str(holder) if holder is not None else None), max(0, int(ttl_ms))

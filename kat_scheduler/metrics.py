@@ -16,14 +16,13 @@ import weakref
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-import redis
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from kat_scheduler.context.context import AppContext
+from kat_scheduler.leadership import Leadership
 from kat_scheduler.queues import PriorityQueue
-from kat_scheduler.queues.priority_queue import MEMBER_SEQ_LENGTH
 from kat_scheduler.repositories import ScheduleRepository
 from kat_scheduler.store import StoreUnavailable
 
@@ -32,31 +31,13 @@ logger = logging.getLogger(__name__)
 HEADS_SCANNED = 10  # queued tasks looked at per organisation for the oldest wait
 
 
-def beat_leader_key(prefix: str) -> str:
-    """The beat's leader lease (kat_scheduler/leadership.py, kat_scheduler/beat.py)."""
-    return "{" + f"{prefix}:beat" + "}:leader"
-
-
-def pushed_at_ms(member: str) -> int:
-    """When a queued task was first pushed, from its sorted-set member: 16 hex digits of
-    (pushing client's clock in ms << 20 | counter), then the task id (queue.lua)."""
-    return int(member[:MEMBER_SEQ_LENGTH], 16) >> 20
-
-
 def oldest_queued_ms(queue: PriorityQueue, per_organisation: int = HEADS_SCANNED) -> int | None:
     """The push time of the longest-waiting task among the first `per_organisation` of each
     organisation's queue, or None when nothing is queued.
 
     Bounded on purpose (a scrape must stay cheap): our rankers score a task at its push time plus at
     most an hour, so the longest waiter of an organisation is at or near the head of its queue."""
-    organisations = list(queue.counts())
-    if not organisations:
-        return None
-    pipe = queue.client.pipeline(transaction=False)
-    for organisation in organisations:
-        pipe.zrange(f"{queue.base}:q:{organisation}", 0, per_organisation - 1)
-    pushed = [pushed_at_ms(member) for members in pipe.execute() for member in members]
-    return min(pushed) if pushed else None
+    return queue.oldest_pushed_ms(per_organisation)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,14 +82,14 @@ class QueueCollector(Collector):
     while Redis is away reports only kat_scheduler_redis_up 0."""
 
     def __init__(self, queues: Mapping[str, PriorityQueue], schedules: Mapping[str, ScheduleRepository] | None = None,
-                 leader: tuple[redis.Redis, str] | None = None) -> None:
+                 leader: Leadership | None = None) -> None:
         self.queues = queues
         self.schedules = schedules or {}
-        self.leader = leader  # (client, key) of the beat's leader lease, when it is to be shown
+        self.leader = leader  # the beat's leader lease, when it is to be shown
 
     @classmethod
     def from_context(cls, context: AppContext) -> QueueCollector:
-        return cls(context.queues, context.schedules, (context.redis, beat_leader_key(context.settings.key_prefix)))
+        return cls(context.queues, context.schedules, Leadership.of_beat(context.redis, context.settings.key_prefix))
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         up = GaugeMetricFamily("kat_scheduler_redis_up", "1 when Redis answered this scrape")
@@ -153,10 +134,10 @@ class QueueCollector(Collector):
                 due.add_metric([kind], self.schedules[kind].due_count(figures.now_ms))
         families: list[GaugeMetricFamily | CounterMetricFamily] = [depth, in_flight, slots, dead, oldest, due, events]
         if self.leader is not None:
-            client, key = self.leader
+            _, ms_left = self.leader.holder_and_ms_left()
             lease = GaugeMetricFamily("kat_scheduler_beat_leader_lease_seconds",
                                       "Time left on the beat leader's lease (0 when no beat leads)")
-            lease.add_metric([], max(0, int(client.pttl(key))) / 1000)
+            lease.add_metric([], ms_left / 1000)
             families.append(lease)
         return families
 

@@ -12,7 +12,7 @@ from typing import Any
 from kat_scheduler.commands.common import CommandError, ExitCode, duration, emit_json, iso, session, table
 from kat_scheduler.config import Settings
 from kat_scheduler.context import KINDS, AppContext
-from kat_scheduler.queues import PriorityQueue
+from kat_scheduler.queues import Change, PriorityQueue
 
 ACTIONS = ("list", "requeue", "drop")
 
@@ -36,18 +36,17 @@ def parse_words(words: list[str]) -> tuple[str | None, str, str | None]:
 
 def listing(queue: PriorityQueue, limit: int) -> list[dict[str, Any]]:
     """The oldest dead letters first, with when each died."""
-    died = dict(queue.client.zrange(f"{queue.base}:dead", 0, limit - 1, withscores=True))
     now_ms = queue.clock_ms()
     return [{"id": r.id, "kind": r.kind, "organisation": r.organisation, "plugin": r.plugin_id,
              "ooi": r.ooi or None, "attempts": r.attempts, "reason": r.reason or None,
-             "dead_since": iso(int(died[r.id])), "dead_seconds": max(0, now_ms - int(died[r.id])) / 1000}
-            for r in queue.records.get_many(died)]
+             "dead_since": iso(letter.died_ms), "dead_seconds": max(0, now_ms - letter.died_ms) / 1000}
+            for letter in queue.dead_letters_since(limit) for r in (letter.record,)]
 
 
 def holder_queue(context: AppContext, kinds: list[str], task_id: str) -> PriorityQueue:
     for kind in kinds:
         queue = context.queues[kind]
-        if queue.client.zscore(f"{queue.base}:dead", task_id) is not None:
+        if queue.is_dead(task_id):
             return queue
     raise CommandError(ExitCode.NOT_FOUND, f"no dead letter {task_id} (`kat-scheduler dead-letters list` shows them)")
 
@@ -71,15 +70,19 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             return ExitCode.OK if found else ExitCode.EMPTY
         assert task_id is not None
         queue = holder_queue(context, kinds, task_id)
-        outcome = queue.requeue_dead(task_id) if action == "requeue" else queue.drop_dead(task_id)
+        if action == "requeue":
+            requeue = queue.requeue_dead(task_id)
+            change, holder = requeue.change, requeue.holder
+        else:
+            change, holder = queue.drop_dead(task_id), None
     if args.json:
-        emit_json({"id": task_id, "kind": queue.kind, "outcome": outcome})
-    if outcome in ("queued", "dropped"):
+        emit_json({"id": task_id, "kind": queue.kind,
+                   "outcome": f"{change.value}:{holder}" if holder else change.value})
+    if change in (Change.QUEUED, Change.DROPPED):
         if not args.json:
-            print(f"{task_id} {'requeued' if outcome == 'queued' else 'dropped'}")
+            print(f"{task_id} {'requeued' if change is Change.QUEUED else 'dropped'}")
         return ExitCode.OK
-    if outcome.startswith("duplicate:"):
-        holder = outcome.split(":", 1)[1]
+    if change is Change.DUPLICATE:
         raise CommandError(ExitCode.REFUSED, f"{task_id} not requeued: task {holder} holds the same work now; "
                            f"drop this dead letter instead (`kat-scheduler dead-letters drop {task_id}`)")
-    raise CommandError(ExitCode.NOT_FOUND, f"{task_id}: {outcome}")
+    raise CommandError(ExitCode.NOT_FOUND, f"{task_id}: {change.value}")

@@ -21,15 +21,10 @@ def task_row(record: TaskRecord, now_ms: int) -> dict[str, Any]:
             "waiting_seconds": max(0, now_ms - record.created_ms) / 1000}
 
 
-def serving_order(queue: PriorityQueue, organisations: int) -> list[str]:
-    """The organisations with queued work, in the order of their turns."""
-    return list(queue.client.zrange(f"{queue.base}:orgs", 0, organisations - 1))
-
-
 def gather(queue: PriorityQueue, organisation: str | None, limit: int, organisations: int) -> dict[str, Any]:
     counts = queue.counts()
     now_ms = queue.clock_ms()
-    order = serving_order(queue, max(len(counts), 1))
+    order = queue.serving_order(0, max(len(counts), 1))
     chosen = [organisation] if organisation is not None else order[:organisations]
     shown = []
     for org in chosen:

@@ -12,7 +12,8 @@ from typing import Any
 from kat_scheduler.commands.common import ExitCode, duration, emit_json, iso, session, table
 from kat_scheduler.config import Settings
 from kat_scheduler.context import AppContext
-from kat_scheduler.metrics import QueueFigures, beat_leader_key, read_figures
+from kat_scheduler.leadership import Leadership
+from kat_scheduler.metrics import QueueFigures, read_figures
 from kat_scheduler.queues.errors import redacted_url
 
 NO_DISPATCHER = ("no dispatcher seen (dispatchers keep no presence in Redis; "
@@ -21,11 +22,7 @@ NO_DISPATCHER = ("no dispatcher seen (dispatchers keep no presence in Redis; "
 
 def gather(context: AppContext) -> dict[str, Any]:
     """The status as one document (also the --json output)."""
-    key = beat_leader_key(context.settings.key_prefix)
-    pipe = context.redis.pipeline(transaction=False)
-    pipe.get(key)
-    pipe.pttl(key)
-    holder, ttl_ms = pipe.execute()
+    holder, ms_left = Leadership.of_beat(context.redis, context.settings.key_prefix).holder_and_ms_left()
     queues: dict[str, Any] = {}
     for kind, queue in context.queues.items():
         figures: QueueFigures = read_figures(queue)
@@ -43,7 +40,7 @@ def gather(context: AppContext) -> dict[str, Any]:
     return {
         "redis": redacted_url(context.settings.redis_url),
         "key_prefix": context.settings.key_prefix,
-        "beat": {"leader": holder, "lease_seconds_left": max(0, int(ttl_ms)) / 1000 if holder else None},
+        "beat": {"leader": holder, "lease_seconds_left": ms_left / 1000 if holder else None},
         "dispatchers": {"seen": False, "note": NO_DISPATCHER},
         "queues": queues,
     }

@@ -14,6 +14,7 @@ from kat_scheduler.commands.common import CommandError, ExitCode, emit_json, err
 from kat_scheduler.config import Settings
 from kat_scheduler.context import KINDS
 from kat_scheduler.models import TaskStatus
+from kat_scheduler.queues import Change
 from kat_scheduler.repositories.task_records import TaskRecord
 from kat_scheduler.server.task_index import TaskQuery, find, list_tasks
 
@@ -66,24 +67,24 @@ def show_command(args: argparse.Namespace, settings: Settings) -> int:
 
 def cancel_command(args: argparse.Namespace, settings: Settings) -> int:
     """Cancel queued tasks; dispatched or running ones are refused (their runner owns them)."""
-    outcomes: dict[str, str] = {}
+    outcomes: dict[str, Change] = {}
     with session(settings) as context:
         for task_id in dict.fromkeys(args.task_ids):
             found = find(context, task_id)
-            outcomes[task_id] = "unknown" if found is None else found[0].cancel(task_id)[0]
+            outcomes[task_id] = Change.UNKNOWN if found is None else found[0].cancel(task_id)[0]
     if args.json:
-        emit_json({"results": outcomes})
+        emit_json({"results": {task_id: outcome.value for task_id, outcome in outcomes.items()}})
     for task_id, outcome in outcomes.items():
         if args.json:
             continue
-        if outcome == "cancelled":
+        if outcome is Change.CANCELLED:
             print(f"{task_id} cancelled")
-        elif outcome == "unknown":
+        elif outcome is Change.UNKNOWN:
             error(f"{task_id}: no such task")
         else:
-            error(f"{task_id}: not cancelled, it is {outcome} (only queued tasks can be cancelled)")
-    if "unknown" in outcomes.values():
+            error(f"{task_id}: not cancelled, it is {outcome.value} (only queued tasks can be cancelled)")
+    if Change.UNKNOWN in outcomes.values():
         return ExitCode.NOT_FOUND
-    if any(outcome != "cancelled" for outcome in outcomes.values()):
+    if any(outcome is not Change.CANCELLED for outcome in outcomes.values()):
         return ExitCode.REFUSED
     return ExitCode.OK

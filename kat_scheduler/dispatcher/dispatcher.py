@@ -131,6 +131,7 @@ class Dispatcher:
 
     def forward_once(self) -> int:
         """Claim into the free slots of every route and send; answers how many tasks were sent."""
+        self.lifecycle.replay()  # outcomes heard during a Redis outage free their slots first
         sent = 0
         for route in self.routes:
             if self._stopping.is_set():
@@ -208,13 +209,18 @@ class Dispatcher:
         }
         if discovering:
             jobs["discover"] = (self.options.discover_seconds, self._discover)
+        redis_was_away = False
         while not self._stopping.is_set():
             if self._discover_now.wait(self.options.upkeep_tick):
                 self._discover_now.clear()
                 if discovering and not self._stopping.is_set():
                     self._discover()
             try:
+                self.lifecycle.replay()
                 self.lifecycle.check_runners()
+                if redis_was_away:  # the live runners' leases went unrenewed: renew them before any reap
+                    self._renew()
+                    redis_was_away = False
                 now = time.monotonic()
                 for name, (interval, job) in jobs.items():
                     if now >= due[name]:
@@ -222,6 +228,7 @@ class Dispatcher:
                         job()
             except StoreUnavailable as error:
                 logger.warning("upkeep skipped: %s", error)
+                redis_was_away = True
             except Exception:
                 logger.exception("upkeep failed")
 
@@ -240,6 +247,7 @@ class Dispatcher:
 
     def reap(self) -> None:
         """Expired leases back to the queue (or the dead letters), so a worker-only deployment recovers."""
+        self.lifecycle.replay()
         for kind, queue in self.queues.items():
             result = queue.reap()
             for record in queue.records.get_many(result.requeued):

@@ -29,13 +29,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from kat_scheduler.dispatcher.routes import Route
-from kat_scheduler.queues import PriorityQueue
+from kat_scheduler.queues import Change, PriorityQueue
 from kat_scheduler.repositories.task_records import TaskRecord
 from kat_scheduler.store import StoreUnavailable
 
@@ -45,6 +45,7 @@ DEFAULT_HEARTBEAT_SECONDS = 2.0  # Celery's worker heartbeat interval, when an e
 HEARTBEAT_MISSES = 2.0  # a runner is lost after this many heartbeat intervals without one
 UNLISTED_MISSES = 2  # a task its runner does not list this many times in a row is lost
 FOREIGN_MEMORY = 10_000  # how many ids of other Celery tasks to remember as not ours
+UNAPPLIED_MEMORY = 100_000  # task events kept while Redis is away, to apply once it is back
 
 
 @dataclass(slots=True)
@@ -86,7 +87,9 @@ class Lifecycle:
         self.tracked: dict[str, Tracked] = {}
         self.foreign: OrderedDict[str, None] = OrderedDict()  # recent task ids that are not ours
         self.runners: dict[str, Runner] = {}  # by hostname
-        self._lock = threading.Lock()  # guards tracked, foreign, runners and each Tracked
+        self.unapplied: deque[dict[str, Any]] = deque(maxlen=UNAPPLIED_MEMORY)  # task events Redis missed
+        self._lock = threading.Lock()  # guards tracked, foreign, runners, unapplied and each Tracked
+        self._replaying = threading.Lock()  # one replay at a time
         self._handlers: dict[str, Callable[[dict[str, Any]], None]] = {
             "task-sent": self._on_sent,
             "task-received": self._on_received,
@@ -103,17 +106,63 @@ class Lifecycle:
     # -- events ------------------------------------------------------------------------------
 
     def on_event(self, event: dict[str, Any]) -> None:
-        """The EventReceiver's handler: never raises, so one bad event cannot stop the receiver."""
+        """The EventReceiver's handler: never raises, so one bad event cannot stop the receiver.
+
+        A task event that meets a Redis outage is kept and applied, in order, once Redis is back
+        (`replay`): a task that finished during the outage must not run again when its lease runs out."""
+        kind = event.get("type", "")
+        if kind.startswith("task-"):
+            with self._lock:
+                if self.unapplied:  # keep the order: behind the events still waiting
+                    self.unapplied.append(event)
+                    return
+        self._apply(event)
+
+    def _apply(self, event: dict[str, Any]) -> bool:
+        """Apply one event; False when Redis was away (the event is then kept for `replay`)."""
         handler = self._handlers.get(event.get("type", ""))
         if handler is None:
-            return
+            return True
         try:
             handler(event)
         except StoreUnavailable as error:
-            logger.warning("could not apply %s of task %s: %s; its lease will settle it",
-                           event.get("type"), event.get("uuid"), error)
+            if not event.get("type", "").startswith("task-"):
+                return True  # a worker event: the next heartbeat says the same
+            with self._lock:
+                first = not self.unapplied
+                self.unapplied.append(event)
+            if first:
+                logger.warning("could not apply %s of task %s: %s; keeping task events until Redis is back",
+                               event.get("type"), event.get("uuid"), error)
+            return False
         except Exception:
             logger.exception("could not apply event %r", event)
+        return True
+
+    def replay(self) -> int:
+        """Apply the task events kept during a Redis outage, oldest first; answers how many were applied.
+        Stops at the first that meets the outage again. The dispatcher calls this before it claims and
+        before it reaps, so outcomes heard during the outage are written before anything is reaped."""
+        applied = 0
+        with self._replaying:
+            while True:
+                with self._lock:
+                    if not self.unapplied:
+                        break
+                    event = self.unapplied.popleft()
+                handler = self._handlers[event["type"]]
+                try:
+                    handler(event)
+                except StoreUnavailable:
+                    with self._lock:
+                        self.unapplied.appendleft(event)
+                    break
+                except Exception:
+                    logger.exception("could not apply event %r", event)
+                applied += 1
+        if applied:
+            logger.info("applied %d task events heard while Redis was away", applied)
+        return applied
 
     def track(self, record: TaskRecord) -> None:
         """A task this dispatcher is about to send."""
@@ -159,7 +208,7 @@ class Lifecycle:
         outcome = self.queues[tracked.kind].ack(task_id, failed=failed)
         about = self._about(task_id, tracked)
         self.forget(task_id)
-        if outcome != "ok":  # another dispatcher applied this event first, or the lease ran out
+        if outcome is not Change.OK:  # another dispatcher applied this event first, or the lease ran out
             logger.debug("%s: %s ignored (%s)", about, event["type"], outcome)
             return
         if failed:

@@ -22,6 +22,8 @@ from typing import Any
 
 import redis
 
+from kat_scheduler.store import StoreClient
+
 Arg = str | int | float
 CONNECTION_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
 
@@ -51,8 +53,11 @@ def drop_held_connection(pool: Any, connection: Any) -> None:
 class LuaLibrary:
     """One `.lua` file, callable with keys and arguments, as a function or (Redis 6) as a script."""
 
-    def __init__(self, client: redis.Redis, path: Path) -> None:
-        self.client: Any = client
+    def __init__(self, client: redis.Redis | StoreClient, path: Path) -> None:
+        """With a StoreClient, a call that cannot reach Redis raises that store's StoreUnavailable."""
+        self.store = client if isinstance(client, StoreClient) else StoreClient(client, f"lua {path.stem}")
+        self.client: Any = self.store.raw
+        client = self.client
         source = path.read_text()
         self.name = f"kat_{path.stem}_{hashlib.sha1(source.encode()).hexdigest()[:12]}"
         self.library_code = f"#!lua name={self.name}\n{source}\nredis.register_function('{self.name}', main)\n"
@@ -67,6 +72,10 @@ class LuaLibrary:
         return reply
 
     def call_many(self, keys: Sequence[str], arg_lists: Iterable[Sequence[Arg]]) -> list[Any]:
+        with self.store.guard():
+            return self._call_many(keys, arg_lists)
+
+    def _call_many(self, keys: Sequence[str], arg_lists: Iterable[Sequence[Arg]]) -> list[Any]:
         """Call once per argument list, on one connection of the client's pool: each call is sent as soon
         as `arg_lists` yields it and the replies are read at the end, so Redis runs one call while
         Python builds the next. Each call is atomic on its own. Raises the first error reply.

@@ -24,7 +24,7 @@ from kat_scheduler.models.tasks import PAYLOAD_MODELS, BoefjeTask, NormalizerTas
 from kat_scheduler.queues.errors import InvalidItem
 from kat_scheduler.queues.lua_library import LuaLibrary
 from kat_scheduler.repositories.task_records import SEP, TaskRecord, TaskRepository
-from kat_scheduler.store import UNAVAILABLE, StoreClient
+from kat_scheduler.store import StoreClient
 
 QUEUE_LUA = Path(__file__).parent / "queue.lua"
 MEMBER_SEQ_LENGTH = 16  # hex digits before the task id in a sorted-set member
@@ -55,6 +55,37 @@ class PushResult:
     @property
     def accepted(self) -> bool:
         return self.outcome in (PushOutcome.QUEUED, PushOutcome.UPDATED)
+
+
+class Change(StrEnum):
+    """What an operation on one task came to: done (OK; for cancel CANCELLED, for a dead letter QUEUED or
+    DROPPED), or why not: the task's status, UNKNOWN (no such task), STALE (the caller's claim is an
+    earlier attempt), NOT_DEAD, or DUPLICATE (another task holds the same work)."""
+
+    OK = "ok"
+    UNKNOWN = "unknown"
+    STALE = "stale"
+    NOT_DEAD = "not_dead"
+    DROPPED = "dropped"
+    DUPLICATE = "duplicate"
+    QUEUED = "queued"
+    DISPATCHED = "dispatched"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterRequeue:
+    change: Change  # QUEUED, or why not
+    holder: str | None = None  # with DUPLICATE: the task that holds the same work
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    record: TaskRecord
+    died_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,21 +124,15 @@ class PriorityQueue:
         self.filtered_claim_scan = filtered_claim_scan
         self.clock_ms = clock_ms
         self.records = TaskRepository(client, prefix, kind)
-        self._lua = LuaLibrary(self.client.raw, QUEUE_LUA)
+        self._lua = LuaLibrary(self.client, QUEUE_LUA)
         self._sequence = itertools.count()
 
     def _call(self, operation: str, *args: Any) -> Any:
-        try:
-            return self._lua([self.base], [operation, self.clock_ms(), *args])
-        except UNAVAILABLE as error:
-            raise self.client.unavailable(error) from error
+        return self._lua([self.base], [operation, self.clock_ms(), *args])
 
     def _call_many(self, operation: str, arg_lists: Iterable[list[Any]]) -> list[Any]:
         """Several calls of one operation, streamed on one connection (LuaLibrary.call_many)."""
-        try:
-            return self._lua.call_many([self.base], ([operation, self.clock_ms(), *args] for args in arg_lists))
-        except UNAVAILABLE as error:
-            raise self.client.unavailable(error) from error
+        return self._lua.call_many([self.base], ([operation, self.clock_ms(), *args] for args in arg_lists))
 
     # -- pushing -----------------------------------------------------------------------------
 
@@ -208,26 +233,26 @@ class PriorityQueue:
         claimed = self.claim(1)
         return claimed[0] if claimed else None
 
-    def ack(self, task_id: str, *, failed: bool = False, attempt: int | None = None) -> str:
-        """Finish a claimed task. Returns "ok", or why not: its status, "unknown" or "stale".
+    def ack(self, task_id: str, *, failed: bool = False, attempt: int | None = None) -> Change:
+        """Finish a claimed task: OK, or why not (its status, UNKNOWN or STALE).
 
         Without `attempt`, a task that went back to the queue while its runner still worked on it is
         finished too: the runner's outcome is recorded rather than thrown away."""
-        return str(self._call("ack", task_id, "failed" if failed else "completed", _token(attempt),
-                              self.retention_ms))
+        return Change(self._call("ack", task_id, "failed" if failed else "completed", _token(attempt),
+                                 self.retention_ms))
 
-    def mark_running(self, task_id: str, attempt: int | None = None, lease_seconds: float | None = None) -> str:
+    def mark_running(self, task_id: str, attempt: int | None = None, lease_seconds: float | None = None) -> Change:
         """A claimed task has started (or says it still runs); with `lease_seconds`, its lease starts anew."""
         lease = "" if lease_seconds is None else str(int(lease_seconds * 1000))
-        return str(self._call("running", task_id, _token(attempt), lease))
+        return Change(self._call("running", task_id, _token(attempt), lease))
 
-    def release(self, task_id: str, attempt: int | None = None) -> str:
+    def release(self, task_id: str, attempt: int | None = None) -> Change:
         """Give a claimed task back: it returns to its place in the queue."""
-        return str(self._call("release", task_id, _token(attempt)))
+        return Change(self._call("release", task_id, _token(attempt)))
 
-    def renew(self, task_id: str, attempt: int | None = None, lease_seconds: float | None = None) -> str:
+    def renew(self, task_id: str, attempt: int | None = None, lease_seconds: float | None = None) -> Change:
         lease_ms = self.lease_ms if lease_seconds is None else int(lease_seconds * 1000)
-        return str(self._call("renew", task_id, _token(attempt), lease_ms))
+        return Change(self._call("renew", task_id, _token(attempt), lease_ms))
 
     def reap(self, limit: int = 1000) -> ReapResult:
         """Return tasks whose lease ran out to the queue; dead-letter those out of attempts."""
@@ -236,11 +261,12 @@ class PriorityQueue:
 
     # -- cancelling -------------------------------------------------------------------------
 
-    def cancel(self, *task_ids: str) -> list[str]:
-        """Cancel queued tasks; per id "cancelled" or the status that kept it from being cancelled."""
+    def cancel(self, *task_ids: str) -> list[Change]:
+        """Cancel queued tasks; per id CANCELLED, or UNKNOWN, or the status that kept it from being cancelled
+        (CANCELLED too when it was cancelled before)."""
         if not task_ids:
             return []
-        return list(self._call("cancel", self.retention_ms, *task_ids))
+        return [Change(reply) for reply in self._call("cancel", self.retention_ms, *task_ids)]
 
     def cancel_ooi(self, organisation: str, ooi: str) -> list[str]:
         """Cancel every queued task of one OOI; returns their ids."""
@@ -252,11 +278,22 @@ class PriorityQueue:
         ids = self.client.zrange(f"{self.base}:dead", offset, offset + limit - 1)
         return self.records.get_many(ids)
 
-    def requeue_dead(self, task_id: str) -> str:
-        return str(self._call("requeue_dead", task_id))
+    def dead_letters_since(self, limit: int = 100) -> list[DeadLetter]:
+        """The oldest dead letters first, each with when it died."""
+        died = dict(self.client.zrange(f"{self.base}:dead", 0, limit - 1, withscores=True))
+        return [DeadLetter(record, int(died[record.id])) for record in self.records.get_many(died)]
 
-    def drop_dead(self, task_id: str) -> str:
-        return str(self._call("drop_dead", self.retention_ms, task_id))
+    def is_dead(self, task_id: str) -> bool:
+        return self.client.zscore(f"{self.base}:dead", task_id) is not None
+
+    def requeue_dead(self, task_id: str) -> DeadLetterRequeue:
+        """A dead letter back to its queue with a fresh attempt count, unless another task holds its work."""
+        change, _, holder = str(self._call("requeue_dead", task_id)).partition(":")
+        return DeadLetterRequeue(Change(change), holder or None)
+
+    def drop_dead(self, task_id: str) -> Change:
+        """DROPPED (its record stays for the retention period), or NOT_DEAD."""
+        return Change(self._call("drop_dead", self.retention_ms, task_id))
 
     # -- looking ----------------------------------------------------------------------------
 
@@ -297,12 +334,32 @@ class PriorityQueue:
 
     def list_queued(self, organisation: str, offset: int = 0, limit: int = 100) -> list[TaskRecord]:
         """One organisation's queued tasks in the order it will be served."""
+        return self.records.get_many(self.queued_ids(organisation, offset, limit))
+
+    def queued_ids(self, organisation: str, offset: int = 0, limit: int = 100) -> list[str]:
+        """The ids of one organisation's queued tasks, in serving order."""
         members = self.client.zrange(f"{self.base}:q:{organisation}", offset, offset + limit - 1)
-        return self.records.get_many(member[MEMBER_SEQ_LENGTH:] for member in members)
+        return [member[MEMBER_SEQ_LENGTH:] for member in members]
+
+    def serving_order(self, offset: int = 0, limit: int = 100) -> list[str]:
+        """The organisations with queued work, in the order of their turns."""
+        return list(self.client.zrange(f"{self.base}:orgs", offset, offset + limit - 1))
+
+    def oldest_pushed_ms(self, per_organisation: int) -> int | None:
+        """When the longest-waiting task among the first `per_organisation` of each organisation's queue was
+        pushed, or None when nothing is queued. Read from the members (pushed_at_ms): no record is read."""
+        organisations = list(self.counts())
+        if not organisations:
+            return None
+        pipe = self.client.pipeline(transaction=False)
+        for organisation in organisations:
+            pipe.zrange(f"{self.base}:q:{organisation}", 0, per_organisation - 1)
+        pushed = [pushed_at_ms(member) for members in pipe.execute() for member in members]
+        return min(pushed) if pushed else None
 
     def peek(self, count: int = 10) -> list[TaskRecord]:
         """The head task of each organisation, in turn order: the next claims if nothing changes."""
-        orgs = self.client.zrange(f"{self.base}:orgs", 0, count - 1)
+        orgs = self.serving_order(0, count)
         pipe = self.client.pipeline(transaction=False)
         for org in orgs:
             pipe.zrange(f"{self.base}:q:{org}", 0, 0)
@@ -325,6 +382,12 @@ def _push_item(payload: Payload, score: int, schedule_id: str | None, now_ms: in
         data = json.dumps({key: value for key, value in given.items() if key != "id"}, separators=(",", ":"))
     return SEP.join((payload.id, "queued", str(score), seq, "0", str(now_ms), str(now_ms), payload.organization,
                      payload.hash, payload.input_ooi or "", payload.plugin_id, schedule_id or "", "", data))
+
+
+def pushed_at_ms(member: str) -> int:
+    """When a queued task was first pushed, from its sorted-set member: 16 hex digits of
+    (pushing client's clock in ms << 20 | counter), then the task id."""
+    return int(member[:MEMBER_SEQ_LENGTH], 16) >> 20
 
 
 def _token(attempt: int | None) -> str:

@@ -57,7 +57,7 @@ class ScheduleRepository:
         self.client: Any = StoreClient(client, f"schedules {kind}")
         self.kind = kind
         self.base = "{" + f"{prefix}:schedules:{kind}" + "}"
-        self._lua = LuaLibrary(self.client.raw, SCHEDULES_LUA)
+        self._lua = LuaLibrary(self.client, SCHEDULES_LUA)
 
     def _key(self, schedule_id: str) -> str:
         return f"{self.base}:s:{schedule_id}"

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from kat_scheduler.queues import PriorityQueue
-from kat_scheduler.queues.priority_queue import MEMBER_SEQ_LENGTH
 
 ORG_BATCH = 50
 
@@ -35,12 +34,11 @@ def _head_ids(queue: PriorityQueue, scan_limit: int) -> list[str]:
     ids: list[str] = []
     offset = 0
     while len(ids) < scan_limit:
-        orgs = queue.client.zrange(f"{queue.base}:orgs", offset, offset + ORG_BATCH - 1)
+        orgs = queue.serving_order(offset, ORG_BATCH)
         if not orgs:
             break
         for org in orgs:
-            members = queue.client.zrange(f"{queue.base}:q:{org}", 0, scan_limit - len(ids) - 1)
-            ids += [member[MEMBER_SEQ_LENGTH:] for member in members]
+            ids += queue.queued_ids(org, 0, scan_limit - len(ids))
             if len(ids) >= scan_limit:
                 break
         offset += ORG_BATCH

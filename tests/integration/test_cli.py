@@ -16,7 +16,7 @@ import pytest
 import redis
 
 from kat_scheduler.cli import main
-from kat_scheduler.metrics import beat_leader_key
+from kat_scheduler.leadership import beat_leader_key
 from kat_scheduler.queues import PriorityQueue
 from kat_scheduler.repositories import ScheduleRepository
 from tests.factories.redis_fixtures import REDIS_URL

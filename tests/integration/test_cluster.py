@@ -14,8 +14,7 @@ import redis
 from redis.cluster import ClusterNode, RedisCluster
 
 from kat_scheduler.dispatcher import Wakeup
-from kat_scheduler.leadership import Leadership
-from kat_scheduler.metrics import beat_leader_key
+from kat_scheduler.leadership import Leadership, beat_leader_key
 from kat_scheduler.queues import connect
 from kat_scheduler.repositories import ScheduleRepository
 from kat_scheduler.repositories.boefje_catalogue import BoefjeCatalogueRepository

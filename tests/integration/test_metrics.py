@@ -19,8 +19,10 @@ import redis
 from prometheus_client import CollectorRegistry, generate_latest
 
 from kat_scheduler.config import load_settings
-from kat_scheduler.metrics import QueueCollector, beat_leader_key, pushed_at_ms
+from kat_scheduler.leadership import Leadership, beat_leader_key
+from kat_scheduler.metrics import QueueCollector
 from kat_scheduler.queues import PriorityQueue, connect
+from kat_scheduler.queues.priority_queue import pushed_at_ms
 from kat_scheduler.repositories import ScheduleRepository
 from kat_scheduler.repositories.schedules import from_ms
 from tests.factories.redis_fixtures import REDIS_URL
@@ -77,7 +79,7 @@ def sequence(real_redis: redis.Redis, key_prefix: str) -> Sequence:
 def test_the_series_after_a_known_sequence(sequence: Sequence, real_redis: redis.Redis, key_prefix: str) -> None:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(QueueCollector(sequence.queues(), sequence.schedules,
-                                     (real_redis, beat_leader_key(key_prefix))))
+                                     Leadership.of_beat(real_redis, key_prefix)))
     gone = {sequence.dead.organisation: 1}
     gone[sequence.dispatched.organisation] = gone.get(sequence.dispatched.organisation, 0) + 1
     for org, pushed in (("org-a", 3), ("org-b", 2)):

@@ -21,6 +21,7 @@ from kat_scheduler.runner import create_runner_app, load_handler
 from kat_scheduler.runner.handlers import SimulatedRunner, StartRecorder, max_concurrency
 from kat_scheduler.runner.worker import RUNNER_DEFAULTS, register_runner_tasks
 from kat_scheduler.simulation import SimulatedKAT, World
+from kat_scheduler.store import StoreUnavailable
 from tests.factories.runners import Lane, running
 from tests.factories.tasks import FakeClock, boefje_task, make_queue
 from tests.factories.waiting import wait_for
@@ -320,6 +321,25 @@ def test_a_runner_that_lists_a_task_takes_it_over(lifecycle_lane: tuple[Lifecycl
     lifecycle.on_event({"type": "worker-heartbeat", "hostname": "runner@b", "freq": 2.0, "pid": 5})
     lifecycle.reconcile({task_id: "runner@b"}, {"runner@b"})  # a dispatcher started while it ran
     assert lifecycle.renew_live() == 1
+
+
+def test_outcomes_heard_while_redis_is_away_are_written_once_it_is_back(
+        lifecycle_lane: tuple[Lifecycle, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    lifecycle, (queue, _, _, freed) = lifecycle_lane
+    done, broken = dispatched(queue), dispatched(queue)
+    ack = queue.ack
+
+    def away(*args: Any, **kwargs: Any) -> Any:
+        raise StoreUnavailable("queue boefje", "redis://nowhere", ConnectionError("refused"))
+
+    monkeypatch.setattr(queue, "ack", away)
+    lifecycle.on_event({"type": "task-succeeded", "uuid": done, "hostname": "runner@a"})
+    lifecycle.on_event({"type": "task-failed", "uuid": broken, "hostname": "runner@a"})
+    assert len(lifecycle.unapplied) == 2 and lifecycle.replay() == 0  # still away: kept, in order
+    monkeypatch.setattr(queue, "ack", ack)
+    assert lifecycle.replay() == 2 and not lifecycle.unapplied
+    assert str(queue.records.get(done).status) == "completed"
+    assert str(queue.records.get(broken).status) == "failed" and len(freed) == 2
 
 
 # -- the runner ------------------------------------------------------------------------------------

@@ -4,13 +4,16 @@ real Redis in tests/integration/test_priority_queue_redis.py (the `client` fixtu
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
 import redis
 
 from kat_scheduler.models import TaskStatus
-from kat_scheduler.queues import InvalidItem, PriorityQueue, PushOutcome
+from kat_scheduler.queues import Change, DeadLetterRequeue, InvalidItem, PriorityQueue, PushOutcome
+from kat_scheduler.queues.priority_queue import QUEUE_LUA
 from kat_scheduler.rankers import BoefjeRanker, RankingContext
+from kat_scheduler.repositories.task_records import RECORD_FIELDS, SEP, StoredFields
 from tests.factories.tasks import FakeClock, boefje_task, make_queue, normalizer_task
 
 # -- push ---------------------------------------------------------------------------------------
@@ -50,11 +53,11 @@ def test_a_second_active_task_of_one_identity_is_refused(queue: PriorityQueue) -
         if expected_status == "dispatched":
             queue.claim()
         if expected_status == "running":
-            assert queue.mark_running(first.id) == "ok"
+            assert queue.mark_running(first.id) is Change.OK
         result = queue.push(again, 1)
         assert result.outcome is PushOutcome.DUPLICATE
         assert result.task_id == first.id and result.holder_status == expected_status
-    assert queue.ack(first.id) == "ok"
+    assert queue.ack(first.id) is Change.OK
     assert queue.push(again, 1).outcome is PushOutcome.QUEUED  # finished: the identity is free again
 
 
@@ -220,8 +223,8 @@ def test_ack_finishes_the_task_frees_the_identity_and_records_the_run(
     queue.push_many([(done, 1), (broken, 2)])
     queue.claim(2)
     clock.advance(5)
-    assert queue.ack(done.id) == "ok"
-    assert queue.ack(broken.id, failed=True) == "ok"
+    assert queue.ack(done.id) is Change.OK
+    assert queue.ack(broken.id, failed=True) is Change.OK
     assert queue.records.get(done.id).status is TaskStatus.COMPLETED  # type: ignore[union-attr]
     assert queue.records.get(broken.id).status is TaskStatus.FAILED  # type: ignore[union-attr]
     assert queue.records.last_run_ms(done.hash) == clock.now_ms
@@ -230,7 +233,7 @@ def test_ack_finishes_the_task_frees_the_identity_and_records_the_run(
     assert 0 < client.pttl(queue.records.record_key(done.id)) <= queue.retention_ms
     assert queue.ack(done.id) == "completed"  # a second ack says why it did nothing
     assert queue.stats() == {"claimed": 2, "completed": 1, "failed": 1}
-    assert queue.ack("no-such-task") == "unknown"
+    assert queue.ack("no-such-task") is Change.UNKNOWN
 
 
 def test_an_outcome_from_an_older_claim_is_refused(queue: PriorityQueue, clock: FakeClock) -> None:
@@ -241,9 +244,9 @@ def test_an_outcome_from_an_older_claim_is_refused(queue: PriorityQueue, clock: 
     queue.reap()
     [second] = queue.claim()
     assert second.attempts == first.attempts + 1
-    assert queue.ack(task.id, attempt=first.attempts) == "stale"
-    assert queue.renew(task.id, attempt=first.attempts) == "stale"
-    assert queue.ack(task.id, attempt=second.attempts) == "ok"
+    assert queue.ack(task.id, attempt=first.attempts) is Change.STALE
+    assert queue.renew(task.id, attempt=first.attempts) is Change.STALE
+    assert queue.ack(task.id, attempt=second.attempts) is Change.OK
 
 
 def test_running_and_release(queue: PriorityQueue) -> None:
@@ -251,9 +254,9 @@ def test_running_and_release(queue: PriorityQueue) -> None:
     queue.push_many([(first, 1), (second, 1)])
     assert queue.mark_running(first.id) == "queued"  # not claimed yet
     [claimed] = queue.claim()
-    assert queue.mark_running(claimed.id) == "ok"
+    assert queue.mark_running(claimed.id) is Change.OK
     assert queue.records.get(first.id).status is TaskStatus.RUNNING  # type: ignore[union-attr]
-    assert queue.release(first.id) == "ok"
+    assert queue.release(first.id) is Change.OK
     record = queue.records.get(first.id)
     assert record is not None and record.status is TaskStatus.QUEUED and record.score == 1
     assert queue.in_flight() == 0
@@ -265,7 +268,7 @@ def test_a_renewed_lease_is_not_reaped(queue: PriorityQueue, clock: FakeClock) -
     queue.push(task, 1)
     queue.claim()
     clock.advance(50)
-    assert queue.renew(task.id) == "ok"
+    assert queue.renew(task.id) is Change.OK
     clock.advance(50)
     assert queue.reap().requeued == []
     clock.advance(11)
@@ -293,7 +296,7 @@ def test_an_expired_lease_returns_the_task_then_dead_letters_it(queue: PriorityQ
     assert queue.stats() == {"claimed": 3, "requeued": 2, "dead_lettered": 1}
     assert queue.records.active_task_id(task.organization, task.input_ooi, task.hash) is None and queue.size() == 0
 
-    assert queue.requeue_dead(task.id) == "queued"
+    assert queue.requeue_dead(task.id) == DeadLetterRequeue(Change.QUEUED)
     assert queue.dead_count() == 0
     [again] = queue.claim()
     assert again.id == task.id and again.attempts == 1
@@ -303,9 +306,9 @@ def test_requeueing_a_dead_letter_respects_the_identity_rule(queue: PriorityQueu
     dead = make_dead(queue, clock)
     newer = boefje_task(ooi=dead.input_ooi)
     assert queue.push(newer, 1).accepted
-    assert queue.requeue_dead(dead.id) == f"duplicate:{newer.id}"
-    assert queue.drop_dead(dead.id) == "dropped" and queue.dead_count() == 0
-    assert queue.drop_dead(dead.id) == "not_dead"
+    assert queue.requeue_dead(dead.id) == DeadLetterRequeue(Change.DUPLICATE, newer.id)
+    assert queue.drop_dead(dead.id) is Change.DROPPED and queue.dead_count() == 0
+    assert queue.drop_dead(dead.id) is Change.NOT_DEAD
 
 
 def make_dead(queue: PriorityQueue, clock: FakeClock):  # type: ignore[no-untyped-def]
@@ -327,7 +330,7 @@ def test_cancel_takes_queued_tasks_only(queue: PriorityQueue) -> None:
     queue.push(claimed, 1)
     queue.push(queued, 2)
     queue.claim()
-    assert queue.cancel(queued.id, claimed.id, "nope") == ["cancelled", "dispatched", "unknown"]
+    assert queue.cancel(queued.id, claimed.id, "nope") == [Change.CANCELLED, Change.DISPATCHED, Change.UNKNOWN]
     assert queue.records.get(queued.id).status is TaskStatus.CANCELLED  # type: ignore[union-attr]
     assert queue.size() == 0
     assert queue.records.active_task_id(queued.organization, queued.input_ooi, queued.hash) is None
@@ -449,7 +452,7 @@ def test_a_late_outcome_of_a_task_that_went_back_to_the_queue_stands(queue: Prio
     clock.advance(61)
     assert queue.reap().requeued == [task.id]
     assert queue.ack(task.id, attempt=1) == "queued"  # a claim that names its attempt is stale
-    assert queue.ack(task.id) == "ok"  # the runner without one reports its outcome
+    assert queue.ack(task.id) is Change.OK  # the runner without one reports its outcome
     assert queue.records.get(task.id).status is TaskStatus.COMPLETED  # type: ignore[union-attr]
     assert queue.size() == 0 and queue.claim() == []
 
@@ -467,7 +470,7 @@ def test_a_claim_and_a_running_report_may_set_their_own_lease(queue: PriorityQue
     queue.claim(lease_seconds=600)
     clock.advance(300)
     assert queue.reap().requeued == []
-    assert queue.mark_running(task.id, lease_seconds=600) == "ok"
+    assert queue.mark_running(task.id, lease_seconds=600) is Change.OK
     clock.advance(599)
     assert queue.reap().requeued == []
     clock.advance(2)
@@ -518,3 +521,17 @@ def test_hourly_counters_follow_each_task_to_the_hour_and_status_of_its_last_cha
     then, now = queue.records.hourly_counts([hour, now_hour])
     assert {key: n for key, n in then.items() if n} == {}
     assert {key: n for key, n in now.items() if n} == {("completed", "org1"): 1, ("dispatched", "org2"): 1}
+
+
+def test_the_lua_field_numbers_and_the_python_record_codec_agree() -> None:
+    """queue.lua names the record's fields by number; the Python codec splits the record by RECORD_FIELDS.
+    A field added or moved on one side only would shift every field after it."""
+    source = QUEUE_LUA.read_text()
+    declared = re.search(r"^local ((?:[A-Z]+, )+[A-Z]+) =\s*\n?\s*((?:\d+, )+\d+)\s*$", source, re.MULTILINE)
+    assert declared is not None, "queue.lua declares its record fields in one `local A, B = 1, 2` line"
+    names = [name.lower() for name in declared.group(1).split(", ")]
+    numbers = [int(number) for number in declared.group(2).split(", ")]
+    assert numbers == list(range(1, len(names) + 1))
+    assert tuple(names) == RECORD_FIELDS == StoredFields._fields
+    stored = SEP.join(f"value-of-{name}" for name in RECORD_FIELDS)
+    assert StoredFields.split(stored).plugin == "value-of-plugin"

@@ -37,6 +37,9 @@ CALLS: dict[str, tuple[str, Callable[[redis.Redis], Any]]] = {
     "records read": ("records boefje", lambda client: make_queue(client, "p").records.get("x")),
     "records pipeline": ("records boefje", lambda client: make_queue(client, "p").records.count_created(["o"])),
     "schedules read": ("schedules boefje", lambda client: ScheduleRepository(client, "p", "boefje").due(0, 10)),
+    "schedules script": ("schedules boefje",
+                         lambda client: ScheduleRepository(client, "p", "boefje").new("o", {"input_ooi": "x"}, "h")),
+    "leader lease script": ("leader lease", lambda client: Leadership(client, "{p:beat}:leader", 5)._call("acquire")),
     "catalogue read": ("catalogue", lambda client: BoefjeCatalogueRepository(client, "p").seen("o")),
     "leader lease read": ("leader lease", lambda client: Leadership(client, "{p:beat}:leader", 5).holder()),
 }
