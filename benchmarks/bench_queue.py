@@ -74,6 +74,33 @@ def filtered_pop(client: redis.Redis, queue: PriorityQueue, raw_key: str, queued
                   p99_ms(ours), "ms", p99_ms(raw), "raw ZPOPMIN p99", lower_is_better=True))
 
 
+def filtered_pop_many(client: redis.Redis, prefix: str, ahead: int = 10_000, limit: int = 1_000,
+                      rounds: int = 20) -> None:
+    """A pull runner's `pop?limit=1000` for one plugin with `ahead` tasks of other plugins in front:
+    the cost of one claim call whatever its limit (the plugin index reads only matching tasks)."""
+    queue = PriorityQueue(client, "boefje", prefix=f"{prefix}-many")
+    raw_key = f"{prefix}-many:raw"
+    try:
+        queue.push_many([(task, 1) for task in tasks(ahead, orgs=100)])
+        queue.claim(1, plugin_ids=["shodan"])  # the first filtered claim completes the plugin index
+        ours, raw = [], []
+        for round_number in range(rounds):
+            queue.push_many([(BoefjeTask(boefje={"id": "shodan"}, organization=f"org{n % 100}",
+                                         input_ooi=f"Hostname|internet|r{round_number}-{n}.example.com"), 10**12)
+                             for n in range(limit)])
+            client.zadd(raw_key, {str(n): n for n in range(limit)})
+            started = time.perf_counter()
+            assert len(queue.claim(limit, plugin_ids=["shodan"])) == limit, "the matching tasks were not all found"
+            ours.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            client.zpopmin(raw_key, limit)
+            raw.append(time.perf_counter() - started)
+        report(Figure(f"filtered pop of {limit:,} p99 ({ahead:,} tasks of other plugins ahead)", p99_ms(ours), "ms",
+                      p99_ms(raw), f"raw ZPOPMIN of {limit:,} p99", lower_is_better=True))
+    finally:
+        drop(client, f"{prefix}-many")
+
+
 def run(quick: bool = False) -> None:
     client = connect(REDIS_URL)
     ops = 2_000 if quick else 10_000
@@ -131,5 +158,6 @@ def run(quick: bool = False) -> None:
         report(Figure(f"Redis memory per queued boefje task ({count:,} queued, record included)", per_task,
                       "bytes", raw_per_member, "a bare sorted-set entry", lower_is_better=True))
         filtered_pop(client, queue, raw_key, count)
+        filtered_pop_many(client, prefix, rounds=5 if quick else 20)
     finally:
         drop(client, prefix)
