@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import re
+from typing import Any
 
 import pytest
 import redis
@@ -535,3 +536,26 @@ def test_the_lua_field_numbers_and_the_python_record_codec_agree() -> None:
     assert tuple(names) == RECORD_FIELDS == StoredFields._fields
     stored = SEP.join(f"value-of-{name}" for name in RECORD_FIELDS)
     assert StoredFields.split(stored).plugin == "value-of-plugin"
+
+
+def test_a_large_claim_is_taken_in_short_script_calls_in_serving_order(
+        client: redis.Redis, key_prefix: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    whole, chunked = (make_queue(client, f"{key_prefix}-{name}", clock_ms=clock) for name in ("whole", "chunked"))
+    for n in range(23):
+        ooi = f"Hostname|internet|h{n}.example"
+        for queue in (whole, chunked):
+            queue.push(boefje_task(org=f"org{n % 3}", boefje="nmap" if n % 2 else "dns", ooi=ooi), n)
+    in_one_call = [(r.organisation, r.ooi) for r in whole.claim(100, plugin_ids=["nmap"])]
+    calls: list[int] = []
+    call = chunked._call
+
+    def counting(operation: str, *args: Any) -> Any:
+        if operation == "claim":
+            calls.append(int(args[0]))
+        return call(operation, *args)
+
+    monkeypatch.setattr("kat_scheduler.queues.priority_queue.CLAIM_CHUNK", 4)
+    monkeypatch.setattr(chunked, "_call", counting)
+    in_chunks = [(r.organisation, r.ooi) for r in chunked.claim(100, plugin_ids=["nmap"])]
+    assert in_chunks == in_one_call and len(in_chunks) == 11
+    assert calls == [4, 4, 4]  # the third call came back short: nothing more to take
