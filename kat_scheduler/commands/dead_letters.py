@@ -12,6 +12,7 @@ from typing import Any
 from kat_scheduler.commands.common import CommandError, ExitCode, duration, emit_json, iso, session, table
 from kat_scheduler.config import Settings
 from kat_scheduler.context import KINDS, AppContext
+from kat_scheduler.models import TaskStatus
 from kat_scheduler.queues import Change, PriorityQueue
 
 ACTIONS = ("list", "requeue", "drop")
@@ -72,17 +73,17 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         queue = holder_queue(context, kinds, task_id)
         if action == "requeue":
             requeue = queue.requeue_dead(task_id)
-            change, holder = requeue.change, requeue.holder
+            outcome, holder = requeue.outcome, requeue.holder
         else:
-            change, holder = queue.drop_dead(task_id), None
+            outcome, holder = queue.drop_dead(task_id), None
     if args.json:
         emit_json({"id": task_id, "kind": queue.kind,
-                   "outcome": f"{change.value}:{holder}" if holder else change.value})
-    if change in (Change.QUEUED, Change.DROPPED):
+                   "outcome": f"{outcome.value}:{holder}" if holder else outcome.value})
+    if outcome in (TaskStatus.QUEUED, Change.DROPPED):
         if not args.json:
-            print(f"{task_id} {'requeued' if change is Change.QUEUED else 'dropped'}")
+            print(f"{task_id} {'requeued' if outcome is TaskStatus.QUEUED else 'dropped'}")
         return ExitCode.OK
-    if change is Change.DUPLICATE:
+    if outcome is Change.DUPLICATE:
         raise CommandError(ExitCode.REFUSED, f"{task_id} not requeued: task {holder} holds the same work now; "
                            f"drop this dead letter instead (`kat-scheduler dead-letters drop {task_id}`)")
-    raise CommandError(ExitCode.NOT_FOUND, f"{task_id}: {change.value}")
+    raise CommandError(ExitCode.NOT_FOUND, f"{task_id}: {outcome.value}")

@@ -14,7 +14,7 @@ from kat_scheduler.commands.common import CommandError, ExitCode, emit_json, err
 from kat_scheduler.config import Settings
 from kat_scheduler.context import KINDS
 from kat_scheduler.models import TaskStatus
-from kat_scheduler.queues import Change
+from kat_scheduler.queues import Change, Outcome
 from kat_scheduler.repositories.task_records import TaskRecord
 from kat_scheduler.server.task_index import TaskQuery, find, list_tasks
 
@@ -67,7 +67,7 @@ def show_command(args: argparse.Namespace, settings: Settings) -> int:
 
 def cancel_command(args: argparse.Namespace, settings: Settings) -> int:
     """Cancel queued tasks; dispatched or running ones are refused (their runner owns them)."""
-    outcomes: dict[str, Change] = {}
+    outcomes: dict[str, Outcome] = {}
     with session(settings) as context:
         for task_id in dict.fromkeys(args.task_ids):
             found = find(context, task_id)
@@ -77,7 +77,7 @@ def cancel_command(args: argparse.Namespace, settings: Settings) -> int:
     for task_id, outcome in outcomes.items():
         if args.json:
             continue
-        if outcome is Change.CANCELLED:
+        if outcome is TaskStatus.CANCELLED:
             print(f"{task_id} cancelled")
         elif outcome is Change.UNKNOWN:
             error(f"{task_id}: no such task")
@@ -85,6 +85,6 @@ def cancel_command(args: argparse.Namespace, settings: Settings) -> int:
             error(f"{task_id}: not cancelled, it is {outcome.value} (only queued tasks can be cancelled)")
     if Change.UNKNOWN in outcomes.values():
         return ExitCode.NOT_FOUND
-    if any(outcome is not Change.CANCELLED for outcome in outcomes.values()):
+    if any(outcome is not TaskStatus.CANCELLED for outcome in outcomes.values()):
         return ExitCode.REFUSED
     return ExitCode.OK

@@ -109,31 +109,27 @@ class Lifecycle:
         """The EventReceiver's handler: never raises, so one bad event cannot stop the receiver.
 
         A task event that meets a Redis outage is kept and applied, in order, once Redis is back
-        (`replay`): a task that finished during the outage must not run again when its lease runs out."""
-        kind = event.get("type", "")
-        if kind.startswith("task-"):
-            with self._lock:
-                if self.unapplied:  # keep the order: behind the events still waiting
-                    self.unapplied.append(event)
-                    return
-        self._apply(event)
+        (`replay`): a task that finished during the outage must not run again when its lease runs out.
+        A worker event is not kept: the leases of a lost runner's tasks run out as usual."""
+        is_task_event = event.get("type", "").startswith("task-")
+        with self._lock:
+            if is_task_event and self.unapplied:  # keep the order: behind the events still waiting
+                self.unapplied.append(event)
+                return
+        if self._apply(event) or not is_task_event:
+            return
+        with self._lock:
+            self.unapplied.append(event)
+        logger.warning("could not apply %s of task %s: Redis is away; keeping task events until it is back",
+                       event.get("type"), event.get("uuid"))
 
     def _apply(self, event: dict[str, Any]) -> bool:
-        """Apply one event; False when Redis was away (the event is then kept for `replay`)."""
+        """Apply one event; False when Redis was away. Any other failure is logged and the event dropped."""
         handler = self._handlers.get(event.get("type", ""))
-        if handler is None:
-            return True
         try:
-            handler(event)
-        except StoreUnavailable as error:
-            if not event.get("type", "").startswith("task-"):
-                return True  # a worker event: the next heartbeat says the same
-            with self._lock:
-                first = not self.unapplied
-                self.unapplied.append(event)
-            if first:
-                logger.warning("could not apply %s of task %s: %s; keeping task events until Redis is back",
-                               event.get("type"), event.get("uuid"), error)
+            if handler is not None:
+                handler(event)
+        except StoreUnavailable:
             return False
         except Exception:
             logger.exception("could not apply event %r", event)
@@ -150,15 +146,10 @@ class Lifecycle:
                     if not self.unapplied:
                         break
                     event = self.unapplied.popleft()
-                handler = self._handlers[event["type"]]
-                try:
-                    handler(event)
-                except StoreUnavailable:
+                if not self._apply(event):
                     with self._lock:
                         self.unapplied.appendleft(event)
                     break
-                except Exception:
-                    logger.exception("could not apply event %r", event)
                 applied += 1
         if applied:
             logger.info("applied %d task events heard while Redis was away", applied)

@@ -4,11 +4,12 @@ from kat_scheduler.queues.priority_queue import (
     Change,
     DeadLetter,
     DeadLetterRequeue,
+    Outcome,
     PriorityQueue,
     PushOutcome,
     PushResult,
     ReapResult,
 )
 
-__all__ = ["Change", "DeadLetter", "DeadLetterRequeue", "InvalidItem", "PriorityQueue", "PushOutcome", "PushResult",
-           "ReapResult", "connect"]
+__all__ = ["Change", "DeadLetter", "DeadLetterRequeue", "InvalidItem", "Outcome", "PriorityQueue", "PushOutcome",
+           "PushResult", "ReapResult", "connect"]

@@ -20,7 +20,7 @@ from typing import Any
 import redis
 from pydantic import ValidationError
 
-from kat_scheduler.models.tasks import PAYLOAD_MODELS, BoefjeTask, NormalizerTask
+from kat_scheduler.models.tasks import PAYLOAD_MODELS, BoefjeTask, NormalizerTask, TaskStatus
 from kat_scheduler.queues.errors import InvalidItem
 from kat_scheduler.queues.lua_library import LuaLibrary
 from kat_scheduler.repositories.task_records import SEP, TaskRecord, TaskRepository
@@ -59,27 +59,31 @@ class PushResult:
 
 
 class Change(StrEnum):
-    """What an operation on one task came to: done (OK; for cancel CANCELLED, for a dead letter QUEUED or
-    DROPPED), or why not: the task's status, UNKNOWN (no such task), STALE (the caller's claim is an
-    earlier attempt), NOT_DEAD, or DUPLICATE (another task holds the same work)."""
+    """What an operation on one task came to, besides the task's status (see Outcome)."""
 
-    OK = "ok"
-    UNKNOWN = "unknown"
-    STALE = "stale"
+    OK = "ok"  # done
+    DROPPED = "dropped"  # a dead letter dropped
+    UNKNOWN = "unknown"  # no such task
+    STALE = "stale"  # the caller's claim is an earlier attempt
     NOT_DEAD = "not_dead"
-    DROPPED = "dropped"
-    DUPLICATE = "duplicate"
-    QUEUED = "queued"
-    DISPATCHED = "dispatched"
-    RUNNING = "running"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
+    DUPLICATE = "duplicate"  # another task holds the same work
+
+
+# An operation's answer: a Change, or the task's status. For cancel and requeue_dead the status is the
+# result (CANCELLED, QUEUED); for the others a status says what kept the change from being made.
+Outcome = Change | TaskStatus
+
+
+def outcome_of(reply: str) -> Outcome:
+    try:
+        return Change(reply)
+    except ValueError:
+        return TaskStatus(reply)
 
 
 @dataclass(frozen=True, slots=True)
 class DeadLetterRequeue:
-    change: Change  # QUEUED, or why not
+    outcome: Outcome  # TaskStatus.QUEUED, or why not
     holder: str | None = None  # with DUPLICATE: the task that holds the same work
 
 
@@ -240,26 +244,27 @@ class PriorityQueue:
         claimed = self.claim(1)
         return claimed[0] if claimed else None
 
-    def ack(self, task_id: str, *, failed: bool = False, attempt: int | None = None) -> Change:
+    def ack(self, task_id: str, *, failed: bool = False, attempt: int | None = None) -> Outcome:
         """Finish a claimed task: OK, or why not (its status, UNKNOWN or STALE).
 
         Without `attempt`, a task that went back to the queue while its runner still worked on it is
         finished too: the runner's outcome is recorded rather than thrown away."""
-        return Change(self._call("ack", task_id, "failed" if failed else "completed", _token(attempt),
-                                 self.retention_ms))
+        return outcome_of(self._call("ack", task_id, "failed" if failed else "completed", _token(attempt),
+                                     self.retention_ms))
 
-    def mark_running(self, task_id: str, attempt: int | None = None, lease_seconds: float | None = None) -> Change:
+    def mark_running(self, task_id: str, attempt: int | None = None,
+                     lease_seconds: float | None = None) -> Outcome:
         """A claimed task has started (or says it still runs); with `lease_seconds`, its lease starts anew."""
         lease = "" if lease_seconds is None else str(int(lease_seconds * 1000))
-        return Change(self._call("running", task_id, _token(attempt), lease))
+        return outcome_of(self._call("running", task_id, _token(attempt), lease))
 
-    def release(self, task_id: str, attempt: int | None = None) -> Change:
+    def release(self, task_id: str, attempt: int | None = None) -> Outcome:
         """Give a claimed task back: it returns to its place in the queue."""
-        return Change(self._call("release", task_id, _token(attempt)))
+        return outcome_of(self._call("release", task_id, _token(attempt)))
 
-    def renew(self, task_id: str, attempt: int | None = None, lease_seconds: float | None = None) -> Change:
+    def renew(self, task_id: str, attempt: int | None = None, lease_seconds: float | None = None) -> Outcome:
         lease_ms = self.lease_ms if lease_seconds is None else int(lease_seconds * 1000)
-        return Change(self._call("renew", task_id, _token(attempt), lease_ms))
+        return outcome_of(self._call("renew", task_id, _token(attempt), lease_ms))
 
     def reap(self, limit: int = 1000) -> ReapResult:
         """Return tasks whose lease ran out to the queue; dead-letter those out of attempts."""
@@ -268,12 +273,12 @@ class PriorityQueue:
 
     # -- cancelling -------------------------------------------------------------------------
 
-    def cancel(self, *task_ids: str) -> list[Change]:
-        """Cancel queued tasks; per id CANCELLED, or UNKNOWN, or the status that kept it from being cancelled
-        (CANCELLED too when it was cancelled before)."""
+    def cancel(self, *task_ids: str) -> list[Outcome]:
+        """Cancel queued tasks; per id TaskStatus.CANCELLED (also when it was cancelled before), UNKNOWN, or
+        the status that kept it from being cancelled."""
         if not task_ids:
             return []
-        return [Change(reply) for reply in self._call("cancel", self.retention_ms, *task_ids)]
+        return [outcome_of(reply) for reply in self._call("cancel", self.retention_ms, *task_ids)]
 
     def cancel_ooi(self, organisation: str, ooi: str) -> list[str]:
         """Cancel every queued task of one OOI; returns their ids."""
@@ -295,12 +300,12 @@ class PriorityQueue:
 
     def requeue_dead(self, task_id: str) -> DeadLetterRequeue:
         """A dead letter back to its queue with a fresh attempt count, unless another task holds its work."""
-        change, _, holder = str(self._call("requeue_dead", task_id)).partition(":")
-        return DeadLetterRequeue(Change(change), holder or None)
+        reply, _, holder = str(self._call("requeue_dead", task_id)).partition(":")
+        return DeadLetterRequeue(outcome_of(reply), holder or None)
 
-    def drop_dead(self, task_id: str) -> Change:
+    def drop_dead(self, task_id: str) -> Outcome:
         """DROPPED (its record stays for the retention period), or NOT_DEAD."""
-        return Change(self._call("drop_dead", self.retention_ms, task_id))
+        return outcome_of(self._call("drop_dead", self.retention_ms, task_id))
 
     # -- looking ----------------------------------------------------------------------------
 

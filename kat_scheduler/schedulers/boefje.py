@@ -27,7 +27,7 @@ from kat_scheduler.models import (
     TaskStatus,
 )
 from kat_scheduler.models.tasks import new_task_id
-from kat_scheduler.queues import Change, PushOutcome, PushResult
+from kat_scheduler.queues import PushOutcome, PushResult
 from kat_scheduler.rankers import BoefjeRanker, RankingContext
 from kat_scheduler.repositories.boefje_catalogue import BoefjeCatalogueRepository
 from kat_scheduler.repositories.schedules import from_ms
@@ -149,7 +149,7 @@ class BoefjeScheduler(Scheduler):
         outcomes = self.queue.cancel(*(record.id for record, _ in doomed))
         cancelled = []
         for (record, ooi), outcome in zip(doomed, outcomes, strict=True):
-            if outcome is Change.CANCELLED:
+            if outcome is TaskStatus.CANCELLED:
                 cancelled.append(record.id)
                 logger.info("task %s organisation %s: cancelled, %s on %s is no longer permitted (level %s)",
                             record.id, organisation, record.plugin_id, ooi.primary_key, ooi.scan_level)

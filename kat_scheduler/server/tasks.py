@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from kat_scheduler.context.context import KINDS
 from kat_scheduler.models import Task, TaskStatus
-from kat_scheduler.queues import Change, PriorityQueue
+from kat_scheduler.queues import Change, Outcome, PriorityQueue
 from kat_scheduler.repositories.task_records import TaskRecord
 from kat_scheduler.server import filters, task_index
 from kat_scheduler.server.bodies import documented as body_doc
@@ -109,7 +109,7 @@ async def patch_task(task_id: str, request: Request, state: State) -> Response:
     if record.status is wanted and wanted is not TaskStatus.RUNNING:
         return task_response(record)
     reply = _apply(queue, record, wanted, state.context.settings.pull_lease_seconds)
-    if reply in (Change.OK, Change.CANCELLED):
+    if reply in (Change.OK, TaskStatus.CANCELLED):
         logger.info("task %s of organisation %s: %s -> %s", record.id, record.organisation, record.status.value,
                     wanted.value)
         return task_response(_find(state, task_id)[1])
@@ -118,7 +118,7 @@ async def patch_task(task_id: str, request: Request, state: State) -> Response:
     raise ApiError(409, f"task {task_id} is {reply.value}; it cannot become {wanted.value}" + _hint(reply, wanted))
 
 
-def _apply(queue: PriorityQueue, record: TaskRecord, wanted: TaskStatus, lease_seconds: float) -> Change:
+def _apply(queue: PriorityQueue, record: TaskRecord, wanted: TaskStatus, lease_seconds: float) -> Outcome:
     """The queue operation for a status change; what it came to: OK, CANCELLED, or the blocking status."""
     match wanted:
         case TaskStatus.RUNNING:
@@ -133,7 +133,7 @@ def _apply(queue: PriorityQueue, record: TaskRecord, wanted: TaskStatus, lease_s
                    "failed, cancelled or queued", field="status")
 
 
-def _hint(current: Change, wanted: TaskStatus) -> str:
+def _hint(current: Outcome, wanted: TaskStatus) -> str:
     if current == TaskStatus.QUEUED and wanted is not TaskStatus.CANCELLED:
         return " (pop it first)"
     if wanted is TaskStatus.CANCELLED:

@@ -297,7 +297,7 @@ def test_an_expired_lease_returns_the_task_then_dead_letters_it(queue: PriorityQ
     assert queue.stats() == {"claimed": 3, "requeued": 2, "dead_lettered": 1}
     assert queue.records.active_task_id(task.organization, task.input_ooi, task.hash) is None and queue.size() == 0
 
-    assert queue.requeue_dead(task.id) == DeadLetterRequeue(Change.QUEUED)
+    assert queue.requeue_dead(task.id) == DeadLetterRequeue(TaskStatus.QUEUED)
     assert queue.dead_count() == 0
     [again] = queue.claim()
     assert again.id == task.id and again.attempts == 1
@@ -331,7 +331,7 @@ def test_cancel_takes_queued_tasks_only(queue: PriorityQueue) -> None:
     queue.push(claimed, 1)
     queue.push(queued, 2)
     queue.claim()
-    assert queue.cancel(queued.id, claimed.id, "nope") == [Change.CANCELLED, Change.DISPATCHED, Change.UNKNOWN]
+    assert queue.cancel(queued.id, claimed.id, "nope") == [TaskStatus.CANCELLED, TaskStatus.DISPATCHED, Change.UNKNOWN]
     assert queue.records.get(queued.id).status is TaskStatus.CANCELLED  # type: ignore[union-attr]
     assert queue.size() == 0
     assert queue.records.active_task_id(queued.organization, queued.input_ooi, queued.hash) is None
