@@ -29,7 +29,7 @@ from kat_scheduler.store import StoreClient
 QUEUE_LUA = Path(__file__).parent / "queue.lua"
 MEMBER_SEQ_LENGTH = 16  # hex digits before the task id in a sorted-set member
 PUSH_CHUNK = 500  # items per script call in a batch push: keeps each call short for other clients
-CLAIM_CHUNK = 20  # tasks per script call in a claim: a filtered claim of 1,000 never holds Redis for long
+CLAIM_CHUNK = 100  # tasks per script call in a claim: one call of a filtered claim of 1,000 holds Redis ~5 ms
 
 Payload = BoefjeTask | NormalizerTask
 

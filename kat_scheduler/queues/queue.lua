@@ -287,29 +287,28 @@ local function push()
     return replies
 end
 
--- Find the next task for a claim: the best task of the organisation whose turn it is (popped off its
--- queue: the second reply is true); with a plugin filter (a list of plugin ids), the best task of those
--- plugins of the first organisation in serving order that has one, found through the plugin index
--- (still queued). A filtered claim costs one ZINTER per plugin over the organisations that have tasks
--- of it, however deep in the queue those tasks are.
-local function next_candidate(filter)
-    if not filter then
-        local orgs = redis.call("ZRANGE", P .. ":orgs", "0", "0")
-        if #orgs == 0 then return nil end
-        return redis.call("ZPOPMIN", org_key(orgs[1]))[1], true -- taken off its queue already
-    end
-    local best_org, best_turn = nil, nil
+-- The organisations a filtered claim (a list of plugin ids) may serve, in serving order: those in
+-- P:orgs with queued tasks of one of the plugins, found with one ZINTER per plugin when the call starts.
+-- Only the organisation just served changes its place while the call runs, so the claim keeps the
+-- list itself and moves that one organisation (served), rather than asking Redis again per task.
+local function filtered_orgs(filter)
+    local turn_of = {}
     for _, plugin in ipairs(filter) do
-        local first = redis.call("ZINTER", "2", P .. ":orgs", plugin_orgs_key(plugin), "WEIGHTS", "1", "0",
+        local found = redis.call("ZINTER", "2", P .. ":orgs", plugin_orgs_key(plugin), "WEIGHTS", "1", "0",
             "WITHSCORES")
-        if #first > 0 and (not best_turn or tonumber(first[2]) < best_turn) then
-            best_org, best_turn = first[1], tonumber(first[2])
-        end
+        for n = 1, #found, 2 do turn_of[found[n]] = tonumber(found[n + 1]) end
     end
-    if not best_org then return nil end
+    local orgs = {}
+    for org, turn in pairs(turn_of) do orgs[#orgs + 1] = {org, turn} end
+    table.sort(orgs, function(a, b) return a[2] < b[2] end)
+    return orgs
+end
+
+-- The best queued task of `filter`'s plugins in one organisation, or nil.
+local function best_of_plugins(org, filter)
     local best_member, best_rank = nil, nil
     for _, plugin in ipairs(filter) do
-        local head = redis.call("ZRANGE", plugin_key(best_org, plugin), "0", "0", "WITHSCORES")
+        local head = redis.call("ZRANGE", plugin_key(org, plugin), "0", "0", "WITHSCORES")
         if #head > 0 then
             local rank = tonumber(head[2])
             if not best_rank or rank < best_rank or (rank == best_rank and head[1] < best_member) then
@@ -317,15 +316,44 @@ local function next_candidate(filter)
             end
         end
     end
-    return best_member, false
+    return best_member
+end
+
+-- The first organisation of `orgs` was served: move it to its new place in serving order (or drop it).
+local function served(orgs)
+    local org = table.remove(orgs, 1)[1]
+    local turn = redis.call("ZSCORE", P .. ":orgs", org)
+    if not turn then return end
+    turn = tonumber(turn)
+    local at = #orgs + 1
+    while at > 1 and orgs[at - 1][2] > turn do at = at - 1 end
+    table.insert(orgs, at, {org, turn})
+end
+
+-- Find the next task for a claim: the best task of the organisation whose turn it is (popped off its
+-- queue: the second reply is true); with a plugin filter, the best task of those plugins of the first
+-- organisation in `orgs` that has one, found through the plugin index (still queued).
+local function next_candidate(filter, orgs)
+    if not filter then
+        local first = redis.call("ZRANGE", P .. ":orgs", "0", "0")
+        if #first == 0 then return nil end
+        return redis.call("ZPOPMIN", org_key(first[1]))[1], true -- taken off its queue already
+    end
+    while #orgs > 0 do
+        local member = best_of_plugins(orgs[1][1], filter)
+        if member then return member, false end
+        table.remove(orgs, 1) -- none of its tasks are of these plugins any more
+    end
+    return nil
 end
 
 -- Take up to `wanted` tasks in serving order: each is dispatched, leased and (for the dispatcher) in a
 -- slot. Replies {id, record, id, record, ...}.
 local function take(wanted, lease, filter, in_slot)
     local claimed = {}
+    local orgs = filter and filtered_orgs(filter)
     while #claimed < 2 * wanted do
-        local member, popped = next_candidate(filter)
+        local member, popped = next_candidate(filter, orgs)
         if not member then break end
         local id = id_of(member)
         local r = read_record(id)
@@ -335,6 +363,7 @@ local function take(wanted, lease, filter, in_slot)
             place_org(r[ORG], true)
         else
             dequeue(id, r, true)
+            served(orgs)
         end
         r[ATTEMPTS] = int(tonumber(r[ATTEMPTS]) + 1)
         set_status(id, r, "dispatched")
