@@ -39,7 +39,7 @@ def listing(queue: PriorityQueue, limit: int) -> list[dict[str, Any]]:
     """The oldest dead letters first, with when each died."""
     now_ms = queue.clock_ms()
     return [{"id": r.id, "kind": r.kind, "organisation": r.organisation, "plugin": r.plugin_id,
-             "ooi": r.ooi or None, "attempts": r.attempts, "reason": r.reason or None,
+             "ooi": r.ooi or None, "attempts": r.attempts, "expired_leases": r.expired_leases, "reason": r.reason or None,
              "dead_since": iso(letter.died_ms), "dead_seconds": max(0, now_ms - letter.died_ms) / 1000}
             for letter in queue.dead_letters_since(limit) for r in (letter.record,)]
 
@@ -63,9 +63,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             if args.json:
                 emit_json({"count": len(found), "results": found})
             elif found:
-                rows = [(d["kind"], d["organisation"], d["plugin"], d["ooi"] or "-", d["attempts"],
+                rows = [(d["kind"], d["organisation"], d["plugin"], d["ooi"] or "-", d["expired_leases"],
                          duration(d["dead_seconds"]), d["id"]) for d in found]
-                print(table(["kind", "organisation", "plugin", "ooi", "attempts", "dead for", "task id"], rows))
+                print(table(["kind", "organisation", "plugin", "ooi", "expired leases", "dead for", "task id"], rows))
             else:
                 print("no dead letters")
             return ExitCode.OK if found else ExitCode.EMPTY

@@ -251,9 +251,9 @@ class Dispatcher:
         for kind, queue in self.queues.items():
             result = queue.reap()
             for record in queue.records.get_many(result.requeued):
-                logger.warning("%s: lease expired, back in the queue (attempt %d)", _describe(record),
-                               record.attempts)
+                logger.warning("%s: lease expired (%d of %d), back in the queue", _describe(record),
+                               record.expired_leases, queue.max_attempts)
             for record in queue.records.get_many(result.dead_lettered):
-                logger.error("%s: lease expired %d times, dead-lettered", _describe(record), record.attempts)
+                logger.error("%s: lease expired %d times, dead-lettered", _describe(record), record.expired_leases)
             if result.requeued or result.dead_lettered:
                 logger.debug("reaped %s queue: %s", kind, result)

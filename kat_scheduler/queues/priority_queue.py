@@ -393,7 +393,7 @@ def _push_item(payload: Payload, score: int, schedule_id: str | None, now_ms: in
     else:
         data = json.dumps({key: value for key, value in given.items() if key != "id"}, separators=(",", ":"))
     return SEP.join((payload.id, "queued", str(score), seq, "0", str(now_ms), str(now_ms), payload.organization,
-                     payload.hash, payload.input_ooi or "", payload.plugin_id, schedule_id or "", "", data))
+                     payload.hash, payload.input_ooi or "", payload.plugin_id, schedule_id or "", "", "0", data))
 
 
 def pushed_at_ms(member: str) -> int:

@@ -49,8 +49,11 @@ local HOUR = 3600000
 local HOUR_KEPT = 49 * HOUR -- an hour's counters live this long after it began
 
 -- The record's fields, in order; keep in step with RECORD_FIELDS in repositories/task_records.py.
-local STATUS, PRIO, SEQ, ATTEMPTS, CREATED, MODIFIED, ORG, HASH, OOI, PLUGIN, SCHEDULE, REASON, DATA =
-    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13
+-- ATTEMPTS counts claims (a claim's token: a runner's late word about an older claim is stale); EXPIRED
+-- counts the leases that ran out, which is what SCHEDULER_MAX_ATTEMPTS bounds: a task handed back (a
+-- release) has not failed an attempt.
+local STATUS, PRIO, SEQ, ATTEMPTS, CREATED, MODIFIED, ORG, HASH, OOI, PLUGIN, SCHEDULE, REASON, EXPIRED, DATA =
+    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14
 
 -- Numbers go to redis.call as strings made here: Redis turns a Lua number into a string with
 -- snprintf("%.17g"), which costs more than the command it is for. Whole numbers only.
@@ -68,7 +71,7 @@ local function id_of(member) return string.sub(member, 17) end
 local FIELD = "([^" .. SEP .. "]*)" .. SEP
 local SKIP = "[^" .. SEP .. "]*" .. SEP
 local RECORD = "^" .. FIELD .. FIELD .. FIELD .. FIELD .. FIELD .. FIELD .. FIELD .. FIELD .. FIELD .. FIELD .. FIELD ..
-    FIELD .. "(.*)$"
+    FIELD .. FIELD .. "(.*)$"
 
 local function read_record(id)
     local raw = redis.call("GET", record_key(id))
@@ -498,11 +501,11 @@ local function forget_old_creations(forgotten)
     end
 end
 
--- reap: ARGV[3] max attempts, ARGV[4] how many at most, ARGV[5] retention ms.
--- Expired leases go back to the queue, or to the dead letters after max attempts.
--- Replies {requeued ids, dead-lettered ids}.
+-- reap: ARGV[3] max expired leases, ARGV[4] how many at most, ARGV[5] retention ms.
+-- Expired leases go back to the queue, or to the dead letters once a task's lease has run out
+-- ARGV[3] times. Replies {requeued ids, dead-lettered ids}.
 local function reap()
-    local max_attempts = tonumber(ARGV[3])
+    local max_expired = tonumber(ARGV[3])
     local expired = redis.call("ZRANGEBYSCORE", P .. ":leases", "-inf", ARGV[2], "LIMIT", "0", ARGV[4])
     local requeued, dead = {}, {}
     for _, id in ipairs(expired) do
@@ -510,17 +513,20 @@ local function reap()
         if not r then
             redis.call("ZREM", P .. ":leases", id)
             free_slot(id)
-        elseif tonumber(r[ATTEMPTS]) >= max_attempts then
-            redis.call("ZREM", P .. ":leases", id)
-            free_slot(id)
-            r[REASON] = "lease expired " .. r[ATTEMPTS] .. " times"
-            set_status(id, r, "failed")
-            release_identity(id, r)
-            redis.call("ZADD", P .. ":dead", ARGV[2], id)
-            dead[#dead + 1] = id
         else
-            requeue(id, r)
-            requeued[#requeued + 1] = id
+            r[EXPIRED] = int(tonumber(r[EXPIRED]) + 1)
+            if tonumber(r[EXPIRED]) >= max_expired then
+                redis.call("ZREM", P .. ":leases", id)
+                free_slot(id)
+                r[REASON] = "lease expired " .. r[EXPIRED] .. " times"
+                set_status(id, r, "failed")
+                release_identity(id, r)
+                redis.call("ZADD", P .. ":dead", ARGV[2], id)
+                dead[#dead + 1] = id
+            else
+                requeue(id, r)
+                requeued[#requeued + 1] = id
+            end
         end
     end
     forget_old_creations(int(now - tonumber(ARGV[5])))
@@ -555,7 +561,7 @@ local function cancel_ooi()
     return cancelled
 end
 
--- requeue_dead: ARGV[3] id. A dead letter goes back to its queue with a fresh attempt count.
+-- requeue_dead: ARGV[3] id. A dead letter goes back to its queue with no expired leases counted.
 local function requeue_dead()
     local id = ARGV[3]
     if not redis.call("ZSCORE", P .. ":dead", id) then return "not_dead" end
@@ -568,7 +574,7 @@ local function requeue_dead()
     if holder then return "duplicate:" .. holder end
     redis.call("ZREM", P .. ":dead", id)
     redis.call("HSET", group_key(r[ORG], r[OOI]), r[HASH], id)
-    r[ATTEMPTS] = "0"
+    r[EXPIRED] = "0"
     r[REASON] = ""
     set_status(id, r, "queued")
     enqueue(id, r)

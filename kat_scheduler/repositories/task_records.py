@@ -26,7 +26,7 @@ from kat_scheduler.store import StoreClient
 SEP = "\x1f"
 # The record's fields in stored order; keep in step with the field numbers in queue.lua.
 RECORD_FIELDS = ("status", "prio", "seq", "attempts", "created", "modified", "org", "hash", "ooi",
-                 "plugin", "schedule", "reason", "data")
+                 "plugin", "schedule", "reason", "expired", "data")
 
 
 HOUR_MS = 3_600_000
@@ -56,6 +56,7 @@ class StoredFields(NamedTuple):
     plugin: str
     schedule: str
     reason: str
+    expired: str
     data: str
 
     @classmethod
@@ -89,6 +90,7 @@ class TaskRecord:
     created_ms: int
     modified_ms: int
     reason: str = ""
+    expired_leases: int = 0  # leases that ran out: SCHEDULER_MAX_ATTEMPTS of them make a dead letter
 
     @classmethod
     def parse(cls, kind: str, task_id: str, stored: str) -> TaskRecord:
@@ -112,6 +114,7 @@ class TaskRecord:
             created_ms=int(fields.created),
             modified_ms=int(fields.modified),
             reason=fields.reason,
+            expired_leases=int(fields.expired),
         )
 
     def to_document(self) -> dict[str, Any]:

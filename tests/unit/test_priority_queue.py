@@ -300,7 +300,30 @@ def test_an_expired_lease_returns_the_task_then_dead_letters_it(queue: PriorityQ
     assert queue.requeue_dead(task.id) == DeadLetterRequeue(TaskStatus.QUEUED)
     assert queue.dead_count() == 0
     [again] = queue.claim()
-    assert again.id == task.id and again.attempts == 1
+    assert again.id == task.id and again.expired_leases == 0
+    assert again.attempts == 4, "claims are still counted: a claim's number is its token"
+
+
+def test_hand_backs_do_not_count_as_attempts_only_expired_leases_do(queue: PriorityQueue, clock: FakeClock) -> None:
+    """SCHEDULER_MAX_ATTEMPTS (3 here) counts leases that ran out. A runner or dispatcher that gives a task
+    back (a release) has not failed it: two hand-backs and one expiry leave the task queued."""
+    task = boefje_task()
+    queue.push(task, 1)
+    for _ in range(2):
+        [claimed] = queue.claim()
+        assert queue.release(claimed.id, claimed.attempts) is Change.OK
+    queue.claim()
+    clock.advance(61)
+    assert queue.reap().requeued == [task.id]
+    record = queue.records.get(task.id)
+    assert record is not None and record.status is TaskStatus.QUEUED and record.expired_leases == 1
+    for _ in range(2):
+        [claimed] = queue.claim()
+        clock.advance(61)
+        result = queue.reap()
+    assert result.dead_lettered == [task.id]
+    record = queue.records.get(task.id)
+    assert record is not None and record.reason == "lease expired 3 times" and record.attempts == 5
 
 
 def test_requeueing_a_dead_letter_respects_the_identity_rule(queue: PriorityQueue, clock: FakeClock) -> None:
