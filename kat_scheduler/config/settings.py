@@ -67,7 +67,7 @@ class Settings(BaseSettings):
     )
     dispatcher_enabled: bool = Field(True, validation_alias=_env("SCHEDULER_DISPATCHER_ENABLED"))
     runner_handler: str = Field(
-        "kat_scheduler.runner.handlers:simulated", validation_alias=_env("SCHEDULER_RUNNER_HANDLER")
+        "kat_scheduler.runner.handlers:unconfigured", validation_alias=_env("SCHEDULER_RUNNER_HANDLER")
     )
 
     # Scheduling (the beat and the event listeners)

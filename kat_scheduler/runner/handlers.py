@@ -1,5 +1,7 @@
 """Handlers for the reference runner, chosen with SCHEDULER_RUNNER_HANDLER ("module:name").
 
+- `unconfigured` (the default): fails every task, saying SCHEDULER_RUNNER_HANDLER is not set. A
+  reference runner started against a real deployment by mistake then writes nothing anywhere.
 - `noop`: does nothing; for benchmarks.
 - `record_starts`: appends a start and an end line to a Redis list, so a test can see at the runner
   in which order tasks started and how many ran at once.
@@ -28,6 +30,17 @@ from kat_scheduler.simulation.services import OctopoesService, SimulatedKAT
 logger = logging.getLogger(__name__)
 
 HOLD_ENV = "SCHEDULER_RUNNER_HOLD_SECONDS"  # how long record_starts keeps a task (simulated work)
+
+
+class HandlerNotConfigured(RuntimeError):
+    """The reference runner was started without SCHEDULER_RUNNER_HANDLER."""
+
+
+def unconfigured(kind: str, payload: dict[str, Any]) -> None:
+    """Fail the task: no work function was chosen. The simulated one writes fake results to BYTES_API,
+    so it runs only when asked for."""
+    raise HandlerNotConfigured(f"{kind} task {payload.get('id')}: SCHEDULER_RUNNER_HANDLER is not set, so the "
+                               "reference runner does no work (choose a handler: docs/dispatch.md)")
 
 
 def noop(kind: str, payload: dict[str, Any]) -> None:

@@ -97,3 +97,18 @@ def test_env_example_values_are_valid_settings(monkeypatch: pytest.MonkeyPatch) 
         monkeypatch.setenv(name, value)
     settings = Settings()
     assert settings.redis_url == "redis://redis:6379/0" and settings.logging_format == "json"
+
+
+def test_the_compose_runner_writes_nothing_to_a_real_bytes_unless_asked(compose: dict[str, Any]) -> None:
+    """The reference runner's simulated handler POSTs fake boefje meta and raw files to BYTES_API. A
+    deployment from docker-compose.yml and .env.example points BYTES_API at the real Bytes, so its runner
+    starts only under a profile, and its default handler fails each task instead of writing anything."""
+    from kat_scheduler.runner.handlers import HandlerNotConfigured
+    from kat_scheduler.runner.worker import load_handler
+
+    assert compose["services"]["runner"].get("profiles") == ["reference-runner"]
+    assert "SCHEDULER_RUNNER_HANDLER" not in env_example()
+    assert "SCHEDULER_RUNNER_HANDLER" not in (compose["services"]["runner"].get("environment") or {})
+    default = Settings(_env_file=None).runner_handler  # type: ignore[call-arg]
+    with pytest.raises(HandlerNotConfigured, match="SCHEDULER_RUNNER_HANDLER is not set"):
+        load_handler(default)("boefje", {"id": "t1", "organization": "org1"})
