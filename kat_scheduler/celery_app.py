@@ -1,12 +1,12 @@
 """The Celery app of the scheduler processes (beat and the scheduler worker)."""
 
 import importlib
-import os
 
 from celery import Celery
 
 import kat_scheduler.logging_setup  # noqa: F401  (our log format in beat and worker, via Celery's signals)
 from kat_scheduler.config import load_settings
+from kat_scheduler.config.celery_overrides import operator_overrides
 
 
 def create_app() -> Celery:
@@ -16,14 +16,7 @@ def create_app() -> Celery:
     celery_app.conf.broker_url = settings.celery_broker_url
     celery_app.conf.beat_scheduler = "kat_scheduler.beat:KatScheduler"
     # An operator's celeryconfig module (CELERY_CONFIG_MODULE, default "celeryconfig") has the last word.
-    module_name = os.environ.get("CELERY_CONFIG_MODULE", "celeryconfig")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as error:
-        if error.name != module_name:
-            raise
-    else:
-        celery_app.conf.update({k: v for k, v in vars(module).items() if k.islower() and not k.startswith("_")})
+    celery_app.conf.update(operator_overrides())
     return celery_app
 
 

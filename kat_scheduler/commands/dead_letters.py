@@ -39,7 +39,8 @@ def listing(queue: PriorityQueue, limit: int) -> list[dict[str, Any]]:
     """The oldest dead letters first, with when each died."""
     now_ms = queue.clock_ms()
     return [{"id": r.id, "kind": r.kind, "organisation": r.organisation, "plugin": r.plugin_id,
-             "ooi": r.ooi or None, "attempts": r.attempts, "expired_leases": r.expired_leases, "reason": r.reason or None,
+             "ooi": r.ooi or None, "attempts": r.attempts, "expired_leases": r.expired_leases,
+             "reason": r.reason or None,
              "dead_since": iso(letter.died_ms), "dead_seconds": max(0, now_ms - letter.died_ms) / 1000}
             for letter in queue.dead_letters_since(limit) for r in (letter.record,)]
 

@@ -18,6 +18,7 @@ from typing import Any
 from celery import Celery, Task
 
 from kat_scheduler.config import Settings, load_settings
+from kat_scheduler.config.celery_overrides import operator_overrides
 from kat_scheduler.runner.once import AlreadyRan, RunOnce
 
 logger = logging.getLogger(__name__)
@@ -90,7 +91,10 @@ def create_runner_app(settings: Settings | None = None, handler: Handler | None 
     settings = settings or load_settings()
     app = Celery("kat_runner")
     app.conf.update(RUNNER_DEFAULTS)
-    app.conf.broker_url = broker_url or settings.celery_broker_url
+    app.conf.broker_url = settings.celery_broker_url
+    app.conf.update(operator_overrides())  # the operator's celeryconfig.py has the last word
+    if broker_url:
+        app.conf.broker_url = broker_url
     register_runner_tasks(app, settings, handler)
     return app
 
