@@ -1,7 +1,7 @@
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class Schedule(BaseModel):
@@ -17,3 +17,7 @@ class Schedule(BaseModel):
     deadline_at: datetime | None = None
     created_at: datetime
     modified_at: datetime
+    person_set: list[str] = Field(
+        default_factory=list,
+        description="the fields a person set through the API (enabled, schedule, deadline_at): the scheduler "
+                    "leaves them as they are when it queues the same work again")

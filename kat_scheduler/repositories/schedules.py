@@ -72,6 +72,7 @@ class ScheduleRepository:
         deadline_at: datetime | None = None,
         enabled: bool = True,
         now: datetime | None = None,
+        person_set: Iterable[str] = (),
     ) -> Schedule:
         """A new schedule of this store's kind, not yet stored. Built without validation: the schedulers
         build one per queued task, from values of their own (the HTTP API validates its input first)."""
@@ -79,6 +80,7 @@ class ScheduleRepository:
         return Schedule.model_construct(
             id=str(uuid.uuid4()), scheduler_id=self.kind, organisation=organisation, hash=identity_hash,
             data=data, enabled=enabled, schedule=cron, deadline_at=deadline_at, created_at=now, modified_at=now,
+            person_set=sorted(set(person_set)),
         )
 
     def new(self, organisation: str, data: dict[str, Any], identity_hash: str, **options: Any) -> Schedule:

@@ -25,6 +25,7 @@ class Scheduler:
     kind: str
     ranker: Ranker
     queue_kind: ClassVar[str | None] = None  # the queue it feeds, when not the one named `kind`
+    runs_schedules: ClassVar[bool] = False  # whether the beat runs this kind's due schedules
 
     def __init__(self, context: AppContext) -> None:
         self.context = context

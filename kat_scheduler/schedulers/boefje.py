@@ -65,6 +65,7 @@ class Candidate:
 class BoefjeScheduler(Scheduler):
     kind = "boefje"
     ranker = BoefjeRanker()
+    runs_schedules = True
 
     def __init__(self, context: AppContext) -> None:
         super().__init__(context)
@@ -235,7 +236,7 @@ class BoefjeScheduler(Scheduler):
             deadline = next_deadline(plugin, now, self.settings.grace_period, self.settings.schedule_jitter_seconds)
             schedule = existing.get(task.hash)
             if schedule is not None:
-                schedule.deadline_at, schedule.enabled, schedule.modified_at = deadline, True, now
+                self._queued_again(schedule, plugin, deadline, now)
                 changed.append(schedule)
             else:
                 data = task.model_dump(mode="json", exclude={"id"}, exclude_none=True)
@@ -243,6 +244,20 @@ class BoefjeScheduler(Scheduler):
                                                 deadline_at=deadline, now=now))
         self.schedules.save_many(changed)
         self.schedules.save_many(new, new=True)  # one that another worker stored meanwhile is kept
+
+    @staticmethod
+    def _queued_again(schedule: Schedule, plugin: Plugin, deadline: datetime, now: datetime) -> None:
+        """The schedule's work was queued again: its next run comes after this one. What a person set
+        through the API stays: their cron (else the plugin's), a deadline they chose, and a disable."""
+        kept = set(schedule.person_set)
+        if "schedule" not in kept:
+            schedule.schedule = plugin.cron
+        if "deadline_at" not in kept:
+            has_cron = schedule.schedule is not None and valid_cron(schedule.schedule)
+            schedule.deadline_at = next_cron(schedule.schedule, now) if has_cron else deadline  # type: ignore[arg-type]
+        if "enabled" not in kept or schedule.enabled:
+            schedule.enabled = True  # the scheduler's own disable ends: the work may run again
+        schedule.modified_at = now
 
     def run_due_schedules(self, limit: int) -> int:
         """Take up to `limit` due schedules in deadline order, re-check them, queue what may run, and
@@ -289,8 +304,10 @@ class BoefjeScheduler(Scheduler):
             return None
         except ServiceError as error:
             problem, plugin = f"cannot be checked: {error}", None
+        schedule.person_set = [name for name in schedule.person_set if name != "deadline_at"]  # it came
         if problem or plugin is None:
-            schedule.enabled = False
+            schedule.enabled = False  # the scheduler's disable, which a new push of the work ends
+            schedule.person_set = [name for name in schedule.person_set if name != "enabled"]
             schedule.deadline_at = from_ms(now_ms + self.settings.grace_period * 1000)
             logger.info("schedule %s organisation %s: disabled, %s", schedule.id, schedule.organisation, problem)
             return None

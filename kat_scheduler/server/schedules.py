@@ -17,6 +17,7 @@ from kat_scheduler.context.context import KINDS
 from kat_scheduler.models import Schedule
 from kat_scheduler.queues import PriorityQueue
 from kat_scheduler.repositories import DuplicateSchedule, ScheduleRepository
+from kat_scheduler.schedulers.base import SCHEDULERS
 from kat_scheduler.server import filters
 from kat_scheduler.server.bodies import documented as body_doc
 from kat_scheduler.server.bodies import json_body
@@ -28,6 +29,9 @@ from kat_scheduler.server.pages import page_links
 from kat_scheduler.server.schemas import ScheduleCreate, SchedulePage, SchedulePatch
 
 logger = logging.getLogger(__name__)
+
+# The fields a person may set that the scheduler then leaves as they are (Schedule.person_set).
+PERSON_FIELDS = frozenset({"enabled", "schedule", "deadline_at"})
 router = APIRouter(tags=["schedules"])
 SCAN_LIMIT = 20_000  # schedules read per scheduler for one filtered listing or search
 CHUNK = 1000
@@ -83,6 +87,10 @@ async def create_schedule(request: Request, state: State) -> Schedule:
     if body.scheduler_id not in KINDS:
         raise ApiError(400, f"scheduler_id: {body.scheduler_id!r} is not one of {', '.join(KINDS)}",
                        field="scheduler_id")
+    if not SCHEDULERS[body.scheduler_id].runs_schedules:
+        raise ApiError(400, f"scheduler_id: {body.scheduler_id} tasks are queued by events (a raw file for "
+                       "a normalizer), not by schedules; a schedule for them would never run",
+                       field="scheduler_id")
     now = _now(state)
     queue = state.context.queues[body.scheduler_id]
     data, identity = _checked_data(queue, body.data, body.organisation)
@@ -91,7 +99,7 @@ async def create_schedule(request: Request, state: State) -> Schedule:
     try:
         schedule = state.context.schedules[body.scheduler_id].new(
             body.organisation, data, identity, cron=body.schedule, deadline_at=deadline, enabled=body.enabled,
-            now=now,
+            now=now, person_set=PERSON_FIELDS & body.model_fields_set,
         )
     except DuplicateSchedule as error:
         raise ApiError(409, f"a schedule for this work exists already: {error.holder_id}") from None
@@ -128,6 +136,7 @@ async def patch_schedule(schedule_id: str, request: Request, state: State) -> Sc
                 changes["deadline_at"] = next_time
     if "deadline_at" in given and patch.deadline_at is not None:
         changes["deadline_at"] = patch.deadline_at
+    changes["person_set"] = sorted(set(schedule.person_set) | (PERSON_FIELDS & set(changes)))
     updated = schedule.model_copy(update=changes)
     try:
         repository.save(updated, previous_hash=schedule.hash)

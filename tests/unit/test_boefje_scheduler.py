@@ -10,8 +10,9 @@ from kat_scheduler.context import AppContext
 from kat_scheduler.models import TaskStatus
 from kat_scheduler.queues import PushOutcome
 from kat_scheduler.rankers import BoefjeRanker, RankingContext
-from kat_scheduler.repositories.schedules import to_ms
+from kat_scheduler.repositories.schedules import from_ms, to_ms
 from kat_scheduler.schedulers import BoefjeScheduler
+from kat_scheduler.schedulers.deadlines import next_cron
 from kat_scheduler.simulation import SimulatedKAT
 from tests.factories.kat_world import ORG, mutation
 from tests.factories.tasks import FakeClock, boefje_task
@@ -213,6 +214,49 @@ def test_a_schedule_that_no_longer_holds_is_disabled(
     scheduler.run_due_schedules(limit=10)
     assert not context.schedules["boefje"].get(schedule.id).enabled  # type: ignore[union-attr]
     assert context.boefjes.size() == 0
+
+
+def _queue_again(scheduler: BoefjeScheduler, context: AppContext) -> None:
+    """Run the queued nmap task on IP, then have a person run the same work again by hand."""
+    [task] = context.boefjes.claim()
+    context.boefjes.ack(task.id)
+    assert scheduler.push_manual(ORG, "nmap", IP).accepted
+
+
+def test_a_persons_cron_survives_the_work_being_queued_again(
+    scheduler: BoefjeScheduler, context: AppContext, wall_clock: FakeClock
+) -> None:
+    scheduler.on_mutation(mutation("update", IP, level=2))
+    schedules = context.schedules["boefje"]
+    schedule = schedules.get_by_hash(boefje_task(org=ORG, boefje="nmap", ooi=IP).hash)
+    assert schedule is not None and schedule.person_set == []
+    nightly = next_cron("0 3 * * *", from_ms(wall_clock.now_ms))
+    schedules.save(schedule.model_copy(update={"schedule": "0 3 * * *", "deadline_at": nightly,
+                                               "person_set": ["schedule"]}))  # as PATCH /schedules/{id} does
+    wall_clock.advance(7_200)
+    _queue_again(scheduler, context)
+    kept = schedules.get(schedule.id)
+    assert kept is not None and kept.schedule == "0 3 * * *" and kept.enabled
+    assert kept.deadline_at == next_cron("0 3 * * *", from_ms(wall_clock.now_ms)), "the cron sets the next run"
+
+
+def test_a_persons_disable_survives_the_work_being_queued_again_the_schedulers_own_does_not(
+    scheduler: BoefjeScheduler, context: AppContext
+) -> None:
+    scheduler.on_mutation(mutation("update", IP, level=2))
+    schedules = context.schedules["boefje"]
+    schedule = schedules.get_by_hash(boefje_task(org=ORG, boefje="nmap", ooi=IP).hash)
+    assert schedule is not None
+    schedules.save(schedule.model_copy(update={"enabled": False, "person_set": ["enabled"]}))
+    _queue_again(scheduler, context)
+    kept = schedules.get(schedule.id)
+    assert kept is not None and not kept.enabled, "a person's enabled=false stays"
+    assert schedules.due_count(to_ms(datetime.now(UTC) + timedelta(days=400))) == 0
+
+    schedules.save(kept.model_copy(update={"person_set": []}))  # disabled by the scheduler (work could not run)
+    _queue_again(scheduler, context)
+    again = schedules.get(schedule.id)
+    assert again is not None and again.enabled, "the scheduler's own disable ends when the work may run again"
 
 
 # -- manual runs --------------------------------------------------------------------------------
