@@ -28,16 +28,10 @@ from kat_scheduler.store import StoreUnavailable
 
 logger = logging.getLogger(__name__)
 
-HEADS_SCANNED = 10  # queued tasks looked at per organisation for the oldest wait
-
-
-def oldest_queued_ms(queue: PriorityQueue, per_organisation: int = HEADS_SCANNED) -> int | None:
-    """The push time of the longest-waiting task among the first `per_organisation` of each
-    organisation's queue, or None when nothing is queued.
-
-    Bounded on purpose (a scrape must stay cheap): our rankers score a task at its push time plus at
-    most an hour, so the longest waiter of an organisation is at or near the head of its queue."""
-    return queue.oldest_pushed_ms(per_organisation)
+def oldest_queued_ms(queue: PriorityQueue) -> int | None:
+    """The push time of the longest-waiting queued task, or None when nothing is queued. Exact, and one
+    read per organisation: the queue keeps its tasks in push order beside the serving order."""
+    return queue.oldest_pushed_ms()
 
 
 @dataclass(frozen=True, slots=True)

@@ -357,17 +357,20 @@ class PriorityQueue:
         """The organisations with queued work, in the order of their turns."""
         return list(self.client.zrange(f"{self.base}:orgs", offset, offset + limit - 1))
 
-    def oldest_pushed_ms(self, per_organisation: int) -> int | None:
-        """When the longest-waiting task among the first `per_organisation` of each organisation's queue was
-        pushed, or None when nothing is queued. Read from the members (pushed_at_ms): no record is read."""
+    def oldest_pushed_ms(self) -> int | None:
+        """When the longest-waiting queued task was first pushed, or None when nothing is queued: the first
+        member of each organisation's P:w:<org> (queue.lua keeps them in push order). No record is read."""
+        pushed = self.oldest_pushed_ms_by_organisation().values()
+        return min(pushed) if pushed else None
+
+    def oldest_pushed_ms_by_organisation(self) -> dict[str, int]:
+        """Per organisation with queued work, when its longest-waiting task was first pushed."""
         organisations = list(self.counts())
-        if not organisations:
-            return None
         pipe = self.client.pipeline(transaction=False)
         for organisation in organisations:
-            pipe.zrange(f"{self.base}:q:{organisation}", 0, per_organisation - 1)
-        pushed = [pushed_at_ms(member) for members in pipe.execute() for member in members]
-        return min(pushed) if pushed else None
+            pipe.zrange(f"{self.base}:w:{organisation}", 0, 0)
+        return {organisation: pushed_at_ms(members[0])
+                for organisation, members in zip(organisations, pipe.execute(), strict=True) if members}
 
     def peek(self, count: int = 10) -> list[TaskRecord]:
         """The head task of each organisation, in turn order: the next claims if nothing changes."""

@@ -13,6 +13,9 @@
 --                             client's clock and counter, keeps equal ranks first in, first out
 --   P:qp:<org>:<plugin>  zset  the same, of one organisation's tasks of one plugin: the plugin index
 --   P:po:<plugin>     set     the organisations with queued tasks of one plugin
+--   P:w:<org>         zset    the same members as P:q:<org>, all scored 0, so that they sort by seq:
+--                             the first is the organisation's longest-waiting task (the oldest wait)
+--   P:wait_index      string  "1" once every queued task is in its P:w:<org>
 --   P:plugin_index    string  "1" once every queued task is in the plugin index
 --   P:orgs            zset    organisations with queued work, in serving order:
 --                             score = band * BAND + turn (band 0 when the head is manual, else 1)
@@ -64,6 +67,7 @@ local function org_key(org) return P .. ":q:" .. org end
 local function group_key(org, ooi) return P .. ":a:" .. org .. ":" .. ooi end
 local function plugin_key(org, plugin) return P .. ":qp:" .. org .. ":" .. plugin end
 local function plugin_orgs_key(plugin) return P .. ":po:" .. plugin end
+local function waiting_key(org) return P .. ":w:" .. org end
 local function member_of(seq, id) return seq .. id end
 local function id_of(member) return string.sub(member, 17) end
 
@@ -150,6 +154,7 @@ end
 -- Queue a record again (released, reaped or requeued from the dead letters).
 local function enqueue(id, r)
     redis.call("ZADD", org_key(r[ORG]), r[PRIO], member_of(r[SEQ], id))
+    redis.call("ZADD", waiting_key(r[ORG]), "0", member_of(r[SEQ], id))
     index_plugin(r[ORG], r[PLUGIN], r[PRIO], member_of(r[SEQ], id))
     count_queued(r[ORG], 1)
     place_org(r[ORG], false)
@@ -158,6 +163,7 @@ end
 -- Take a queued record out of its organisation's queue.
 local function dequeue(id, r, served)
     redis.call("ZREM", org_key(r[ORG]), member_of(r[SEQ], id))
+    redis.call("ZREM", waiting_key(r[ORG]), member_of(r[SEQ], id))
     unindex_plugin(r[ORG], r[PLUGIN], member_of(r[SEQ], id))
     count_queued(r[ORG], -1)
     place_org(r[ORG], served)
@@ -181,6 +187,7 @@ end
 local function flush_org_adds(by_org)
     for org, adds in pairs(by_org) do
         zadd_all(org_key(org), adds)
+        zadd_all(waiting_key(org), adds.waiting)
         for plugin, pairs_of_plugin in pairs(adds.by_plugin) do
             zadd_all(plugin_key(org, plugin), pairs_of_plugin)
             redis.call("SADD", plugin_orgs_key(plugin), org)
@@ -257,9 +264,11 @@ local function push()
             redis.call("HDEL", group, hash)
             outcome = "id_taken"
         else
-            local adds = by_org[org] or {n = 0, by_plugin = {}}
+            local adds = by_org[org] or {n = 0, by_plugin = {}, waiting = {}}
             adds[#adds + 1] = score
             adds[#adds + 1] = member
+            adds.waiting[#adds.waiting + 1] = "0"
+            adds.waiting[#adds.waiting + 1] = member
             adds.n = adds.n + 1
             local of_plugin = adds.by_plugin[plugin] or {}
             of_plugin[#of_plugin + 1] = score
@@ -361,6 +370,7 @@ local function take(wanted, lease, filter, in_slot)
         local id = id_of(member)
         local r = read_record(id)
         if popped then
+            redis.call("ZREM", waiting_key(r[ORG]), member)
             unindex_plugin(r[ORG], r[PLUGIN], member)
             count_queued(r[ORG], -1)
             place_org(r[ORG], true)
@@ -390,6 +400,21 @@ local function ensure_plugin_index()
             local r = read_record(id_of(members[n]))
             if r then index_plugin(org, r[PLUGIN], members[n + 1], members[n]) end
         end
+    end
+end
+
+-- Index every queued task by seq, once per queue: a queue written before P:w:<org> existed gets it at its
+-- first reap (P:wait_index marks it done; writes keep it up to date).
+local function ensure_wait_index()
+    if redis.call("SETNX", P .. ":wait_index", "1") == 0 then return end
+    for _, org in ipairs(redis.call("ZRANGE", P .. ":orgs", "0", "-1")) do
+        local members = redis.call("ZRANGE", org_key(org), "0", "-1")
+        local pairs_of_org = {}
+        for n = 1, #members do
+            pairs_of_org[#pairs_of_org + 1] = "0"
+            pairs_of_org[#pairs_of_org + 1] = members[n]
+        end
+        zadd_all(waiting_key(org), pairs_of_org)
     end
 end
 
@@ -505,6 +530,7 @@ end
 -- Expired leases go back to the queue, or to the dead letters once a task's lease has run out
 -- ARGV[3] times. Replies {requeued ids, dead-lettered ids}.
 local function reap()
+    ensure_wait_index()
     local max_expired = tonumber(ARGV[3])
     local expired = redis.call("ZRANGEBYSCORE", P .. ":leases", "-inf", ARGV[2], "LIMIT", "0", ARGV[4])
     local requeued, dead = {}, {}

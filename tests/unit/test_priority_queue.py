@@ -582,3 +582,38 @@ def test_a_large_claim_is_taken_in_short_script_calls_in_serving_order(
     in_chunks = [(r.organisation, r.ooi) for r in chunked.claim(100, plugin_ids=["nmap"])]
     assert in_chunks == in_one_call and len(in_chunks) == 11
     assert calls == [4, 4, 4]  # the third call came back short: nothing more to take
+
+
+def test_the_oldest_wait_is_the_longest_waiter_wherever_it_stands_in_the_queue(
+        queue: PriorityQueue, clock: FakeClock) -> None:
+    """A rescan's score carries up to an hour of delay, so first scans pushed half an hour later still sort
+    ahead of it: the oldest wait is the rescan's, however many tasks stand before it."""
+    assert queue.oldest_pushed_ms() is None
+    rescan = boefje_task(org="org1", ooi="Hostname|internet|rescan.example")
+    queue.push(rescan, clock.now_ms + 3_600_000)
+    pushed = clock.now_ms
+    clock.advance(1_800)
+    for n in range(20):
+        queue.push(boefje_task(org="org1", ooi=f"Hostname|internet|first{n}.example"), clock.now_ms)
+    queue.push(boefje_task(org="org2"), clock.now_ms)
+    assert queue.oldest_pushed_ms() == pushed
+    assert queue.oldest_pushed_ms_by_organisation() == {"org1": pushed, "org2": clock.now_ms}
+    first_scans = queue.claim(21)
+    assert rescan.id not in {record.id for record in first_scans}
+    assert queue.oldest_pushed_ms() == pushed
+    [last] = queue.claim()
+    assert last.id == rescan.id and queue.oldest_pushed_ms() is None
+    assert queue.release(last.id, last.attempts) is Change.OK
+    assert queue.oldest_pushed_ms() == pushed, "a task handed back waits since it was first pushed"
+
+
+def test_a_queue_written_before_the_wait_index_gets_it_at_its_first_reap(queue: PriorityQueue,
+                                                                         clock: FakeClock) -> None:
+    pushed = clock.now_ms
+    queue.push(boefje_task(org="org1"), pushed + 3_600_000)
+    clock.advance(60)
+    queue.push(boefje_task(org="org1"), clock.now_ms)
+    queue.client.delete(f"{queue.base}:w:org1", f"{queue.base}:wait_index")  # as a queue of an older version
+    assert queue.oldest_pushed_ms() is None
+    queue.reap()
+    assert queue.oldest_pushed_ms() == pushed
