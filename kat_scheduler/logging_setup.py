@@ -103,6 +103,7 @@ def configure_logging(settings: Settings | None = None, *, level: int | str | No
     for old in [h for h in root.handlers if isinstance(h, _OurHandler)]:
         root.removeHandler(old)
     root.addHandler(handler)
+    logging.captureWarnings(True)  # Python's warnings too, in the same format (logger "py.warnings")
     chosen = logging.getLevelName(level.upper()) if isinstance(level, str) else level
     root.setLevel(logging.DEBUG if settings.debug else (chosen if isinstance(chosen, int) else logging.INFO))
     return handler
@@ -118,10 +119,16 @@ def _setup_celery_logging(loglevel: int | str | None = None, **_: Any) -> None:
     configure_logging(level=loglevel)
 
 
+def _setup_early_worker_logging(options: dict[str, Any] | None = None, **_: Any) -> None:
+    """A worker warns (running as root, for one) before it sets up logging: set ours up first."""
+    configure_logging(level=(options or {}).get("loglevel"))
+
+
 def connect_celery_signals() -> None:
-    from celery.signals import setup_logging
+    from celery.signals import celeryd_init, setup_logging
 
     setup_logging.connect(_setup_celery_logging, weak=False, dispatch_uid="kat_scheduler.logging_setup")
+    celeryd_init.connect(_setup_early_worker_logging, weak=False, dispatch_uid="kat_scheduler.logging_setup.early")
 
 
 connect_celery_signals()

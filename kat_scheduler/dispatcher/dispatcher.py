@@ -27,6 +27,7 @@ from kat_scheduler.dispatcher.capacity import RunnerCapacity
 from kat_scheduler.dispatcher.lifecycle import Lifecycle
 from kat_scheduler.dispatcher.routes import Route, routes_from
 from kat_scheduler.dispatcher.wakeup import Wakeup
+from kat_scheduler.logging_setup import task_fields
 from kat_scheduler.queues import PriorityQueue
 from kat_scheduler.repositories.task_records import TaskRecord
 from kat_scheduler.store import StoreUnavailable
@@ -49,6 +50,11 @@ class DispatchOptions:
 
 def _describe(record: TaskRecord) -> str:
     return f"task {record.id} ({record.kind}, organisation {record.organisation})"
+
+
+def _fields(record: TaskRecord) -> dict[str, str]:
+    """The task's fields for a log line about it (logging_setup.task_fields)."""
+    return task_fields(record.id, record.kind, record.organisation)
 
 
 class Dispatcher:
@@ -151,20 +157,22 @@ class Dispatcher:
                 self.app.send_task(route.task_name, args=(record.data,), task_id=record.id,
                                    queue=route.celery_queue)
             except Exception as error:  # the broker is away: hand back, try again later
-                logger.error("sending %s to %s failed: %r", _describe(record), route.celery_queue, error)
+                logger.error("sending %s to %s failed: %r", _describe(record), route.celery_queue, error,
+                             extra=_fields(record))
                 self._release(claimed[number:], "it could not be sent")
                 self._stopping.wait(self.options.fallback_seconds)
                 return number
             self.sent += 1
             logger.debug("%s sent to %s (score %d, attempt %d)", _describe(record), route.celery_queue,
-                         record.score, record.attempts)
+                         record.score, record.attempts, extra=_fields(record))
         return len(claimed)
 
     def _release(self, records: list[TaskRecord], why: str) -> None:
         for record in records:
             outcome = self.queues[record.kind].release(record.id, record.attempts)
             self.lifecycle.forget(record.id)
-            logger.info("%s handed back to the queue: %s (%s)", _describe(record), why, outcome)
+            logger.info("%s handed back to the queue: %s (%s)", _describe(record), why, outcome,
+                        extra=_fields(record))
 
     # -- Celery events -----------------------------------------------------------------------
 
@@ -252,8 +260,9 @@ class Dispatcher:
             result = queue.reap()
             for record in queue.records.get_many(result.requeued):
                 logger.warning("%s: lease expired (%d of %d), back in the queue", _describe(record),
-                               record.expired_leases, queue.max_attempts)
+                               record.expired_leases, queue.max_attempts, extra=_fields(record))
             for record in queue.records.get_many(result.dead_lettered):
-                logger.error("%s: lease expired %d times, dead-lettered", _describe(record), record.expired_leases)
+                logger.error("%s: lease expired %d times, dead-lettered", _describe(record), record.expired_leases,
+                             extra=_fields(record))
             if result.requeued or result.dead_lettered:
                 logger.debug("reaped %s queue: %s", kind, result)

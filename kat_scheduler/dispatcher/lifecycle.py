@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kat_scheduler.dispatcher.routes import Route
+from kat_scheduler.logging_setup import task_fields
 from kat_scheduler.queues import Change, PriorityQueue
 from kat_scheduler.repositories.task_records import TaskRecord
 from kat_scheduler.store import StoreUnavailable
@@ -121,7 +122,7 @@ class Lifecycle:
         with self._lock:
             self.unapplied.append(event)
         logger.warning("could not apply %s of task %s: Redis is away; keeping task events until it is back",
-                       event.get("type"), event.get("uuid"))
+                       event.get("type"), event.get("uuid"), extra=task_fields(event.get("uuid")))
 
     def _apply(self, event: dict[str, Any]) -> bool:
         """Apply one event; False when Redis was away. Any other failure is logged and the event dropped."""
@@ -179,7 +180,8 @@ class Lifecycle:
         self._held_by(tracked, event.get("hostname"))
         outcome = self.queues[tracked.kind].mark_running(task_id)
         if logger.isEnabledFor(logging.DEBUG):  # naming the organisation may cost a Redis read
-            logger.debug("%s started on %s (%s)", self._about(task_id, tracked), tracked.runner, outcome)
+            about, fields = self._about(task_id, tracked)
+            logger.debug("%s started on %s (%s)", about, tracked.runner, outcome, extra=fields)
 
     def _on_rejected(self, event: dict[str, Any]) -> None:
         if not event.get("requeue"):
@@ -187,8 +189,8 @@ class Lifecycle:
             return
         tracked = self._find(event["uuid"])
         if tracked is not None:  # the broker hands it to another runner; it keeps its slot and lease
-            logger.info("%s went back to the broker from %s", self._about(event["uuid"], tracked),
-                        tracked.runner)
+            about, fields = self._about(event["uuid"], tracked)
+            logger.info("%s went back to the broker from %s", about, tracked.runner, extra=fields)
             self._held_by(tracked, None)
 
     def _end(self, event: dict[str, Any], failed: bool) -> None:
@@ -197,16 +199,16 @@ class Lifecycle:
         if tracked is None:
             return
         outcome = self.queues[tracked.kind].ack(task_id, failed=failed)
-        about = self._about(task_id, tracked)
+        about, fields = self._about(task_id, tracked)
         self.forget(task_id)
         if outcome is not Change.OK:  # another dispatcher applied this event first, or the lease ran out
-            logger.debug("%s: %s ignored (%s)", about, event["type"], outcome)
+            logger.debug("%s: %s ignored (%s)", about, event["type"], outcome, extra=fields)
             return
         if failed:
             logger.warning("%s failed on %s: %s", about, event.get("hostname"),
-                           event.get("exception") or event["type"])
+                           event.get("exception") or event["type"], extra=fields)
         else:
-            logger.info("%s completed on %s", about, event.get("hostname"))
+            logger.info("%s completed on %s", about, event.get("hostname"), extra=fields)
         self.on_slot_freed()
 
     def forget(self, task_id: str) -> None:
@@ -236,12 +238,14 @@ class Lifecycle:
                 self.foreign.popitem(last=False)
         return None
 
-    def _about(self, task_id: str, tracked: Tracked) -> str:
+    def _about(self, task_id: str, tracked: Tracked) -> tuple[str, dict[str, str]]:
+        """How a log line names the task, and its fields (logging_setup.task_fields)."""
         if tracked.organisation is None:
             record = self.queues[tracked.kind].records.get(task_id)
             with self._lock:
                 tracked.organisation = record.organisation if record else "?"
-        return f"task {task_id} ({tracked.kind}, organisation {tracked.organisation})"
+        return (f"task {task_id} ({tracked.kind}, organisation {tracked.organisation})",
+                task_fields(task_id, tracked.kind, tracked.organisation))
 
     # -- runners -----------------------------------------------------------------------------
 
@@ -302,8 +306,9 @@ class Lifecycle:
 
     def _cut_lease(self, task_id: str, tracked: Tracked, why: str) -> None:
         outcome = self.queues[tracked.kind].renew(task_id, lease_seconds=self.lost_runner_grace)
+        about, fields = self._about(task_id, tracked)
         logger.warning("%s %s; it returns to the queue in %.0f s unless a runner starts it (%s)",
-                       self._about(task_id, tracked), why, self.lost_runner_grace, outcome)
+                       about, why, self.lost_runner_grace, outcome, extra=fields)
 
     def reconcile(self, holders: Mapping[str, str], answered: set[str]) -> None:
         """What the runners say they hold (task id -> hostname), from the runners that `answered`.

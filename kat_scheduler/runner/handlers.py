@@ -24,6 +24,7 @@ import redis
 import requests
 
 from kat_scheduler.config import load_settings
+from kat_scheduler.logging_setup import task_fields
 from kat_scheduler.queues import connect
 from kat_scheduler.simulation.services import OctopoesService, SimulatedKAT
 
@@ -148,7 +149,8 @@ class SimulatedRunner:
         found = derived_objects(input_ooi)
         if self.octopoes is None:
             logger.warning("task %s (normalizer, organisation %s): no Octopoes bound, would add %s",
-                           payload["id"], organisation, found)
+                           payload["id"], organisation, found,
+                           extra=task_fields(payload["id"], "normalizer", organisation))
             return
         known = self.octopoes.world.oois.get(organisation, {})
         source = known.get(input_ooi or "") or {}

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from kat_scheduler.config import Settings
+from kat_scheduler.logging_setup import task_fields
 from kat_scheduler.queues import connect
 from kat_scheduler.store import StoreClient, StoreUnavailable
 
@@ -50,7 +51,8 @@ class RunOnce:
         try:
             self._take(key)
         except StoreUnavailable as error:
-            logger.warning("task %s: cannot tell whether it runs elsewhere (%s); running it", task_id, error)
+            logger.warning("task %s: cannot tell whether it runs elsewhere (%s); running it", task_id, error,
+                           extra=task_fields(task_id))
             yield
             return
         stop = threading.Event()

@@ -19,6 +19,7 @@ from celery import Celery, Task
 
 from kat_scheduler.config import Settings, load_settings
 from kat_scheduler.config.celery_overrides import operator_overrides
+from kat_scheduler.logging_setup import task_fields
 from kat_scheduler.runner.once import AlreadyRan, RunOnce
 
 logger = logging.getLogger(__name__)
@@ -68,11 +69,11 @@ def register_runner_tasks(app: Celery, settings: Settings, handler: Handler | No
         try:
             with once.run(task.request.id):
                 logger.info("task %s (%s, organisation %s) starting on %s", task.request.id, kind, organisation,
-                            task.request.hostname)
+                            task.request.hostname, extra=task_fields(task.request.id, kind, organisation))
                 chosen[0](kind, payload)
         except AlreadyRan:
             logger.warning("task %s (%s, organisation %s) was delivered again after it ran; skipped",
-                           task.request.id, kind, organisation)
+                           task.request.id, kind, organisation, extra=task_fields(task.request.id, kind, organisation))
 
     @app.task(name=settings.boefje_task_name, bind=True, shared=False)
     def handle_boefje(self: Task, payload: dict[str, Any]) -> None:

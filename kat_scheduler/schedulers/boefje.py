@@ -16,6 +16,7 @@ from datetime import datetime
 
 from kat_scheduler.connectors.services import ServiceError
 from kat_scheduler.context import AppContext
+from kat_scheduler.logging_setup import task_fields
 from kat_scheduler.models import (
     OOI,
     BoefjeMeta,
@@ -153,7 +154,8 @@ class BoefjeScheduler(Scheduler):
             if outcome is TaskStatus.CANCELLED:
                 cancelled.append(record.id)
                 logger.info("task %s organisation %s: cancelled, %s on %s is no longer permitted (level %s)",
-                            record.id, organisation, record.plugin_id, ooi.primary_key, ooi.scan_level)
+                            record.id, organisation, record.plugin_id, ooi.primary_key, ooi.scan_level,
+                            extra=task_fields(record.id, self.kind, organisation))
         return cancelled
 
     # -- from candidates to queued tasks ---------------------------------------------------------
@@ -219,10 +221,11 @@ class BoefjeScheduler(Scheduler):
     def _log_push(self, task: BoefjeTask, result: PushResult) -> None:
         if result.outcome is PushOutcome.QUEUED:
             logger.debug("task %s organisation %s: queued %s on %s", task.id, task.organization,
-                         task.boefje.id, task.input_ooi)
+                         task.boefje.id, task.input_ooi, extra=task_fields(task.id, self.kind, task.organization))
         elif result.outcome is PushOutcome.FULL:
             logger.warning("task %s organisation %s: %s on %s refused, the boefje queue is full", task.id,
-                           task.organization, task.boefje.id, task.input_ooi)
+                           task.organization, task.boefje.id, task.input_ooi,
+                           extra=task_fields(task.id, self.kind, task.organization))
 
     # -- schedules ----------------------------------------------------------------------------
 

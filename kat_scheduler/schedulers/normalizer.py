@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 
+from kat_scheduler.logging_setup import task_fields
 from kat_scheduler.models import NormalizerRef, NormalizerTask, Plugin, RawData, RawFileReceived
 from kat_scheduler.queues import PushOutcome, PushResult
 from kat_scheduler.rankers import NormalizerRanker, RankingContext
@@ -40,7 +41,7 @@ class NormalizerScheduler(Scheduler):
         for task, result in zip(tasks, results, strict=True):
             if result.outcome is PushOutcome.QUEUED:
                 logger.debug("task %s organisation %s: queued %s for raw file %s", task.id, organisation,
-                             task.normalizer.id, raw_data.id)
+                             task.normalizer.id, raw_data.id, extra=task_fields(task.id, self.kind, organisation))
         return results
 
     def normalizers_for(self, organisation: str, raw_data: RawData) -> list[Plugin]:

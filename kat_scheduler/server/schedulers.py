@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 
 from kat_scheduler.context.context import KINDS
+from kat_scheduler.logging_setup import task_fields
 from kat_scheduler.models import FINAL_STATUSES, Task, TaskStatus, new_task_id
 from kat_scheduler.models.inputs import UnfitInput, canonical_task_id
 from kat_scheduler.queues import PriorityQueue, PushOutcome
@@ -82,7 +83,8 @@ async def push(scheduler_id: str, request: Request, state: State) -> Response:
     result = queue.push(payload, score, data=data)
     if result.record is not None:
         logger.info("task %s of organisation %s pushed to %s (priority %s, score %d)",
-                    payload.id, payload.organization, queue.kind, body.priority, score)
+                    payload.id, payload.organization, queue.kind, body.priority, score,
+                    extra=task_fields(payload.id, queue.kind, payload.organization))
         return task_response(result.record, 201)
     if result.outcome is PushOutcome.FULL:
         raise ApiError(429, f"the {queue.kind} queue is full ({queue.maxsize} tasks)",
@@ -92,7 +94,8 @@ async def push(scheduler_id: str, request: Request, state: State) -> Response:
     if result.outcome is PushOutcome.ID_TAKEN:
         raise ApiError(409, _why_taken(queue, payload.id, payload.organization), field="id")
     logger.info("task %s of organisation %s refused: its work is %s as task %s",
-                payload.id, payload.organization, result.holder_status, result.task_id)
+                payload.id, payload.organization, result.holder_status, result.task_id,
+                extra=task_fields(payload.id, queue.kind, payload.organization))
     raise ApiError(409, f"this work is {result.holder_status} already as task {result.task_id}",
                    headers={"Retry-After": str(math.ceil(queue.lease_ms / 1000))})
 
@@ -127,7 +130,7 @@ def _given_back(queue: PriorityQueue, task_id: str, organisation: str, status: s
     if status in (TaskStatus.DISPATCHED, TaskStatus.RUNNING):
         outcome = queue.release(task_id)
         logger.info("task %s of organisation %s given back to the %s queue by its runner (%s)",
-                    task_id, organisation, queue.kind, outcome)
+                    task_id, organisation, queue.kind, outcome, extra=task_fields(task_id, queue.kind, organisation))
     record = queue.records.get(task_id)
     if record is None:
         raise ApiError(409, f"task {task_id} is gone")
@@ -170,7 +173,8 @@ async def pop(
 
 def _log_popped(record: TaskRecord) -> None:
     logger.info("task %s of organisation %s popped from %s (attempt %d)",
-                record.id, record.organisation, record.kind, record.attempts)
+                record.id, record.organisation, record.kind, record.attempts,
+                extra=task_fields(record.id, record.kind, record.organisation))
 
 
 def reap_if_due(state: ApiState, queue: PriorityQueue) -> None:
@@ -185,7 +189,9 @@ def reap_if_due(state: ApiState, queue: PriorityQueue) -> None:
     result = queue.reap()
     for record in queue.records.get_many(result.requeued):
         logger.info("task %s of organisation %s: lease expired, back in the %s queue",
-                    record.id, record.organisation, queue.kind)
+                    record.id, record.organisation, queue.kind,
+                    extra=task_fields(record.id, record.kind, record.organisation))
     for record in queue.records.get_many(result.dead_lettered):
         logger.warning("task %s of organisation %s: lease expired %d times, dead-lettered",
-                       record.id, record.organisation, record.attempts)
+                       record.id, record.organisation, record.expired_leases,
+                       extra=task_fields(record.id, record.kind, record.organisation))

@@ -26,7 +26,8 @@ def serve(host: str | None = None, port: int | None = None) -> int:
 def run_app(app: Any, settings: Settings, host: str | None = None, port: int | None = None) -> None:
     """uvicorn as `kat-scheduler api` runs it: httptools and uvloop (uvicorn picks them when installed),
     one line per request only when SCHEDULER_API_ACCESS_LOG asks for it (the API logs every task it
-    changes on its own)."""
+    changes on its own). uvicorn's own lines (its access log included) go through our handler
+    (log_config=None), so the API writes one format, to stderr, like every other process."""
     uvicorn.run(app, host=host or settings.api_host, port=settings.api_port if port is None else port,
                 log_level="debug" if settings.debug else "info", proxy_headers=True,
-                access_log=settings.api_access_log)
+                access_log=settings.api_access_log, log_config=None)

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from kat_scheduler.context.context import KINDS
+from kat_scheduler.logging_setup import task_fields
 from kat_scheduler.models import Task, TaskStatus
 from kat_scheduler.queues import Change, Outcome, PriorityQueue
 from kat_scheduler.repositories.task_records import TaskRecord
@@ -111,7 +112,7 @@ async def patch_task(task_id: str, request: Request, state: State) -> Response:
     reply = _apply(queue, record, wanted, state.context.settings.pull_lease_seconds)
     if reply in (Change.OK, TaskStatus.CANCELLED):
         logger.info("task %s of organisation %s: %s -> %s", record.id, record.organisation, record.status.value,
-                    wanted.value)
+                    wanted.value, extra=task_fields(record.id, record.kind, record.organisation))
         return task_response(_find(state, task_id)[1])
     if reply is Change.UNKNOWN:
         raise ApiError(404, f"task {task_id} is gone")

@@ -94,16 +94,16 @@ class RunnerProcess:
 
     def __init__(self, lane: Lane, broker_url: str, redis_url: str, *, pool: str = "solo", concurrency: int = 1,
                  hold_seconds: float = 0.0, handler: str = "kat_scheduler.runner.handlers:record_starts",
-                 hostname: str | None = None) -> None:
+                 hostname: str | None = None, log_level: str = "WARNING", env: dict[str, str] | None = None) -> None:
         self.hostname = hostname or f"runner-{uuid.uuid4().hex[:8]}@localhost"
-        env = dict(os.environ, CELERY_BROKER_URL=broker_url, SCHEDULER_REDIS_URL=redis_url,
+        env = dict(os.environ, **(env or {}), CELERY_BROKER_URL=broker_url, SCHEDULER_REDIS_URL=redis_url,
                    SCHEDULER_KEY_PREFIX=lane.prefix, SCHEDULER_RUNNER_HANDLER=handler,
                    SCHEDULER_RUNNER_HOLD_SECONDS=str(hold_seconds),
                    SCHEDULER_BOEFJE_CELERY_QUEUE=lane.boefje_queue,
                    SCHEDULER_NORMALIZER_CELERY_QUEUE=lane.normalizer_queue, PYTHONPATH=str(ROOT))
         self.process = subprocess.Popen(
             [CELERY, "-A", "kat_scheduler.runner", "worker", "-Q", f"{lane.boefje_queue},{lane.normalizer_queue}",
-             "-E", "-P", pool, "-c", str(concurrency), "-n", self.hostname, "--loglevel", "WARNING",
+             "-E", "-P", pool, "-c", str(concurrency), "-n", self.hostname, "--loglevel", log_level,
              "--without-gossip", "--without-mingle"],
             env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
         )
