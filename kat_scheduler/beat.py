@@ -7,7 +7,7 @@ also does one bounded scheduling pass:
 
 1. reap expired leases on both queues (back to the queue, or dead-lettered);
 2. every `SCHEDULER_ORGANISATION_REFRESH_SECONDS`, look for boefjes enabled since the last look;
-3. visit up to `SCHEDULER_SCHEDULE_BATCH_SIZE` existing objects for those new boefjes;
+3. visit existing objects for those new boefjes, pages of 1,000, for about half a tick;
 4. run up to `SCHEDULER_SCHEDULE_BATCH_SIZE` due schedules.
 
 Each step is bounded, so a pass returns promptly; the lease is renewed between steps and by a
@@ -56,8 +56,8 @@ class KatScheduler(CeleryScheduler):
         interval: float = super().tick(*args, **kwargs)
         now = time.monotonic()
         if now >= self._next_pass:
+            self._next_pass = now + self.tick_seconds  # a pass every tick, however long the last one took
             self.scheduling_pass()
-            self._next_pass = time.monotonic() + self.tick_seconds
         return max(0.0, min(interval, self._next_pass - time.monotonic()))
 
     def close(self) -> None:
@@ -75,7 +75,8 @@ class KatScheduler(CeleryScheduler):
         steps: list[tuple[str, Callable[[], object]]] = [
             ("reap expired leases", self.reap),
             ("refresh organisations", self.refresh_organisations),
-            ("queue new boefjes for existing objects", lambda: self.boefjes.work_on_new_boefjes(batch)),
+            ("queue new boefjes for existing objects",
+             lambda: self.boefjes.work_on_new_boefjes_for(self.tick_seconds / 2, self.leadership.renew)),
             ("run due schedules", lambda: self.boefjes.run_due_schedules(batch)),
         ]
         for name, step in steps:

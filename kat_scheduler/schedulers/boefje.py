@@ -9,7 +9,8 @@ before it is ranked and queued.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,6 +37,9 @@ from kat_scheduler.schedulers.base import TRANSIENT_ERRORS, Scheduler, register
 from kat_scheduler.schedulers.deadlines import freshness_seconds, next_cron, next_deadline, valid_cron
 
 logger = logging.getLogger(__name__)
+
+# Objects per Octopoes page in a new boefje's pass over the existing objects.
+NEW_BOEFJE_PAGE = 1000
 
 
 def ooi_type_of(primary_key: str) -> str:
@@ -350,7 +354,18 @@ class BoefjeScheduler(Scheduler):
             logger.info("organisation %s: new boefjes %s; queueing them for existing objects", organisation, new)
         return new
 
-    def work_on_new_boefjes(self, budget: int, page_size: int = 200) -> int:
+    def work_on_new_boefjes_for(self, seconds: float, keep_going: Callable[[], bool] = lambda: True) -> int:
+        """Visit existing objects for the new boefjes' passes a page at a time for about `seconds` (at
+        least one page), while `keep_going()` (the beat: while it still leads). Returns objects visited."""
+        until = time.monotonic() + seconds
+        visited = 0
+        while True:
+            done = self.work_on_new_boefjes(NEW_BOEFJE_PAGE)
+            visited += done
+            if not done or time.monotonic() >= until or not keep_going():
+                return visited
+
+    def work_on_new_boefjes(self, budget: int, page_size: int = NEW_BOEFJE_PAGE) -> int:
         """Visit up to `budget` existing objects for the new boefjes' passes; returns objects visited."""
         visited = 0
         for organisation, boefje_id, offset in self.catalogue.jobs():

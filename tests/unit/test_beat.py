@@ -109,11 +109,13 @@ def test_only_the_leader_runs_static_entries(make_beat: Callable[..., KatSchedul
 
 
 def test_a_pass_is_bounded_and_the_next_pass_continues(make_beat: Callable[..., KatScheduler],
-                                                       beat_context: AppContext) -> None:
-    beat_context.settings = load_settings(**{**beat_context.settings.model_dump(), "schedule_batch_size": 1})
+                                                       beat_context: AppContext,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("kat_scheduler.schedulers.boefje.NEW_BOEFJE_PAGE", 1)
+    beat_context.settings = load_settings(**{**beat_context.settings.model_dump(), "beat_tick_seconds": 0.001})
     beat = make_beat()
     beat.tick()  # the first pass also looks at the organisation's boefjes: every enabled one is new
-    assert beat_context.boefjes.size() == 1  # one object visited per pass
+    assert beat_context.boefjes.size() == 1  # one page (of one object here) when half a tick is up
     assert beat.boefjes.catalogue.jobs()
     wait_for(lambda: [lead(beat)] and not beat.boefjes.catalogue.jobs(), 10, "the passes to finish")
     queued = beat_context.boefjes.counts()

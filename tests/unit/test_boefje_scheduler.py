@@ -157,6 +157,23 @@ def test_a_new_boefje_visits_existing_objects_once_even_across_restarts(
     assert context.boefjes.size() == size + 2  # "off" on a and b, nothing else again
 
 
+def test_the_beats_step_for_new_boefjes_visits_pages_of_a_thousand_for_the_time_it_is_given(
+    context: AppContext, kat: SimulatedKAT
+) -> None:
+    """The beat gives the new-boefje passes half a tick: at least one page of 1,000 objects, then as many
+    pages as fit, so a million objects do not take three times longer than Octopoes can page them."""
+    for n in range(3_500):
+        kat.octopoes.add_object(ORG, f"Hostname|internet|h{n}.example", level=2)
+    scheduler = BoefjeScheduler(context)
+    scheduler.discover_new_boefjes(ORG)
+    assert scheduler.work_on_new_boefjes_for(0) == 1_000, "one whole page even when the time is up"
+    assert scheduler.work_on_new_boefjes_for(60, keep_going=lambda: False) == 1_000, "no more once it stops leading"
+    assert scheduler.work_on_new_boefjes_for(60) > 1_000, "pages back to back while time is left"
+    while scheduler.work_on_new_boefjes_for(60):
+        pass
+    assert all("dns" in queued_boefjes(context, f"Hostname|internet|h{n}.example") for n in (0, 1_234, 3_499))
+
+
 def test_a_disabled_and_re_enabled_boefje_is_new_again(context: AppContext, kat: SimulatedKAT) -> None:
     scheduler = BoefjeScheduler(context)
     scheduler.discover_new_boefjes(ORG)
