@@ -15,9 +15,12 @@ import multiprocessing
 import os
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Event
 from pathlib import Path
+
+import redis
 
 from benchmarks.bench_queue import drop, memory_of
 from kat_scheduler.config import load_settings
@@ -25,6 +28,7 @@ from kat_scheduler.connectors.listeners import InProcessBus
 from kat_scheduler.context import AppContext
 from kat_scheduler.models import BoefjeTask
 from kat_scheduler.queues import PriorityQueue, connect
+from kat_scheduler.repositories import ScheduleRepository
 from kat_scheduler.schedulers import BoefjeScheduler
 from kat_scheduler.simulation import SimulatedKAT, World
 from kat_scheduler.simulation.world import ooi
@@ -51,16 +55,50 @@ def queue_figures(size: int) -> dict[str, float]:
             queue.push_many([(task, n) for n, task in enumerate(tasks)])
             pushed += len(tasks)
         push_seconds = time.perf_counter() - start
+        queue_only = memory_of(client, prefix)
+        add_schedules(client, prefix, queue)
         total = memory_of(client, prefix)
         claims = min(5000, pushed)
         start = time.perf_counter()
         for _ in range(claims):
             queue.claim_one()
         claim_rate = claims / (time.perf_counter() - start)
-        return {"tasks": pushed, "bytes_per_task": total / pushed, "total_mb": total / 2**20,
+        return {"tasks": pushed, "bytes_per_task": queue_only / pushed, "with_schedule": total / pushed,
+                "total_mb": total / 2**20,
                 "push_rate": pushed / push_seconds, "claim_rate": claim_rate}
     finally:
         drop(client, prefix)
+
+
+def add_schedules(client: redis.Redis, prefix: str, queue: PriorityQueue) -> None:
+    """A schedule for every queued task, as the boefje scheduler keeps one per queued work identity."""
+    schedules = ScheduleRepository(client, prefix, "boefje")
+    deadline = datetime.now(UTC) + timedelta(days=1)
+    for organisation in queue.counts():
+        offset = 0
+        while records := queue.list_queued(organisation, offset, 2_000):
+            schedules.save_many([schedules.build(r.organisation, {k: v for k, v in r.data.items() if k != "id"},
+                                                 r.hash, deadline_at=deadline) for r in records], new=True)
+            offset += len(records)
+
+
+def last_run_bytes(tasks: int = 20_000) -> float:
+    """What one work identity's last run costs (P:lastrun): the same runs acked with and without it."""
+    client = connect(REDIS_URL)
+    sizes = []
+    for keeps in (False, True):
+        prefix = f"kat-scale-{uuid.uuid4().hex[:8]}"
+        queue = PriorityQueue(client, "boefje", prefix=prefix, keep_last_runs=keeps)
+        try:
+            queue.push_many([(BoefjeTask(boefje={"id": "b"}, input_ooi=f"Hostname|internet|h{n}.example",
+                                         organization="org"), n) for n in range(tasks)])
+            while claimed := queue.claim(1_000):
+                for record in claimed:
+                    queue.ack(record.id)
+            sizes.append(memory_of(client, prefix))
+        finally:
+            drop(client, prefix)
+    return (sizes[1] - sizes[0]) / tasks
 
 
 def scale_world(objects: int) -> World:
@@ -113,10 +151,10 @@ def new_boefje_pass(objects: int) -> dict[str, float]:
 
 
 def table(queues: list[dict[str, float]], passes: list[dict[str, float]]) -> str:
-    lines = ["| queued tasks | Redis bytes per task | Redis total (MiB) | batch push (tasks/s) | claim (tasks/s) |",
-             "|---:|---:|---:|---:|---:|"]
-    lines += [f"| {q['tasks']:,.0f} | {q['bytes_per_task']:,.0f} | {q['total_mb']:,.1f} | {q['push_rate']:,.0f} "
-              f"| {q['claim_rate']:,.0f} |" for q in queues]
+    lines = ["| queued tasks | Redis bytes per task | with its schedule | Redis total with schedules (MiB) "
+             "| batch push (tasks/s) | claim (tasks/s) |", "|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {q['tasks']:,.0f} | {q['bytes_per_task']:,.0f} | {q['with_schedule']:,.0f} | {q['total_mb']:,.1f} "
+              f"| {q['push_rate']:,.0f} | {q['claim_rate']:,.0f} |" for q in queues]
     lines += ["", "| objects | new-boefje pass (s) | objects/s |", "|---:|---:|---:|"]
     lines += [f"| {p['objects']:,.0f} | {p['seconds']:,.1f} | {p['rate']:,.0f} |" for p in passes]
     return "\n".join(lines)
@@ -137,6 +175,8 @@ def main() -> None:
         passes.append(new_boefje_pass(objects))
         print(passes[-1], flush=True)
     rendered = table(queues, passes)
+    if queues:
+        rendered += f"\n\nA work identity's last run (`P:lastrun`): {last_run_bytes():,.0f} bytes."
     print(rendered)
     if args.write:
         text = DOC.read_text()

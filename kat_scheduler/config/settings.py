@@ -52,6 +52,7 @@ class Settings(BaseSettings):
     pull_lease_seconds: float = Field(14400.0, gt=0, validation_alias=_env("SCHEDULER_PULL_LEASE_SECONDS"))
     max_attempts: int = Field(3, ge=1, validation_alias=_env("SCHEDULER_MAX_ATTEMPTS"))
     task_retention: int = Field(7 * 86400, gt=0, validation_alias=_env("SCHEDULER_TASK_RETENTION"))
+    dead_letter_retention: int = Field(30 * 86400, ge=0, validation_alias=_env("SCHEDULER_DEAD_LETTER_RETENTION"))
     filtered_claim_scan: int = Field(1000, ge=1, validation_alias=_env("SCHEDULER_FILTERED_CLAIM_SCAN"))
 
     # Dispatch to the runners (kat-contracts.md §6)

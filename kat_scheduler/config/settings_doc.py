@@ -49,6 +49,8 @@ DESCRIPTIONS: dict[str, str] = {
                           "last PATCH to running; then the runner is taken to be gone and the task goes back",
     "max_attempts": "Expired leases before a task becomes a dead letter",
     "task_retention": "Seconds the records of finished tasks are kept",
+    "dead_letter_retention": "Seconds a dead letter is kept before the reaps drop it (its record then "
+                             "stays SCHEDULER_TASK_RETENTION more); 0 keeps dead letters until dropped",
     "filtered_claim_scan": "Queued tasks a pop filtered on OCI images reads to find their plugin ids, at most",
     "boefje_slots": "Boefje tasks in flight to the runners at once (0: the runners' pool sizes)",
     "normalizer_slots": "Normalizer tasks in flight at once (0: the runners' pool sizes)",

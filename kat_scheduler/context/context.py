@@ -12,6 +12,7 @@ from kat_scheduler.config import Settings, load_settings
 from kat_scheduler.connectors.services import BytesClient, KatalogusClient, OctopoesClient
 from kat_scheduler.queues import PriorityQueue, connect
 from kat_scheduler.queues.priority_queue import wall_clock_ms
+from kat_scheduler.rankers import RANKERS
 from kat_scheduler.repositories import ScheduleRepository
 
 KINDS = ("boefje", "normalizer")
@@ -62,6 +63,8 @@ class AppContext:
             max_attempts=s.max_attempts,
             retention_seconds=s.task_retention,
             filtered_claim_scan=s.filtered_claim_scan,
+            dead_letter_retention_seconds=s.dead_letter_retention,
+            keep_last_runs=RANKERS[kind].uses_last_run,
             clock_ms=self.clock_ms,
         )
 

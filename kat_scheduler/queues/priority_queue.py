@@ -113,8 +113,13 @@ class PriorityQueue:
         max_attempts: int = 3,
         retention_seconds: int = 7 * 86400,
         filtered_claim_scan: int = 1000,
+        dead_letter_retention_seconds: int = 0,
+        keep_last_runs: bool = True,
         clock_ms: Callable[[], int] = wall_clock_ms,
     ) -> None:
+        """`dead_letter_retention_seconds`: dead letters older than that are dropped by the reaps (0: kept
+        until dropped by hand). `keep_last_runs`: record when each work identity last ended (P:lastrun),
+        for rankers that ask."""
         if kind not in PAYLOAD_MODELS:
             raise ValueError(f"unknown task kind {kind!r}; expected one of {sorted(PAYLOAD_MODELS)}")
         # Replies are str (decode_responses=True); redis-py's annotations cannot say so.
@@ -127,6 +132,8 @@ class PriorityQueue:
         self.max_attempts = max_attempts
         self.retention_ms = retention_seconds * 1000
         self.filtered_claim_scan = filtered_claim_scan
+        self.dead_letter_retention_ms = dead_letter_retention_seconds * 1000
+        self.keep_last_runs = keep_last_runs
         self.clock_ms = clock_ms
         self.records = TaskRepository(client, prefix, kind)
         self._lua = LuaLibrary(self.client, QUEUE_LUA)
@@ -250,7 +257,7 @@ class PriorityQueue:
         Without `attempt`, a task that went back to the queue while its runner still worked on it is
         finished too: the runner's outcome is recorded rather than thrown away."""
         return outcome_of(self._call("ack", task_id, "failed" if failed else "completed", _token(attempt),
-                                     self.retention_ms))
+                                     self.retention_ms, "1" if self.keep_last_runs else "0"))
 
     def mark_running(self, task_id: str, attempt: int | None = None,
                      lease_seconds: float | None = None) -> Outcome:
@@ -268,7 +275,8 @@ class PriorityQueue:
 
     def reap(self, limit: int = 1000) -> ReapResult:
         """Return tasks whose lease ran out to the queue; dead-letter those out of attempts."""
-        requeued, dead = self._call("reap", self.max_attempts, limit, self.retention_ms)
+        requeued, dead = self._call("reap", self.max_attempts, limit, self.retention_ms,
+                                    self.dead_letter_retention_ms)
         return ReapResult(list(requeued), list(dead))
 
     # -- cancelling -------------------------------------------------------------------------

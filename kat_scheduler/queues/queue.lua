@@ -470,7 +470,8 @@ local function finish(id, r, status, retention_ms)
     redis.call("PEXPIRE", record_key(id), retention_ms)
 end
 
--- ack: ARGV[3] id, ARGV[4] "completed" | "failed", ARGV[5] attempt ("" = any), ARGV[6] retention ms.
+-- ack: ARGV[3] id, ARGV[4] "completed" | "failed", ARGV[5] attempt ("" = any), ARGV[6] retention ms,
+-- ARGV[7] "1" to record the end of the run in P:lastrun.
 -- Without an attempt, a queued task that was handed out before may be acked too: its runner worked on
 -- past its lease and the task went back to the queue meanwhile; the outcome it reports stands, and the
 -- queued copy is not run again.
@@ -486,7 +487,7 @@ local function ack()
         return problem
     end
     finish(ARGV[3], r, status, ARGV[6])
-    redis.call("HSET", P .. ":lastrun", r[HASH], ARGV[2])
+    if ARGV[7] == "1" then redis.call("HSET", P .. ":lastrun", r[HASH], ARGV[2]) end
     redis.call("HINCRBY", P .. ":stats", status, "1")
     return "ok"
 end
@@ -526,7 +527,8 @@ local function forget_old_creations(forgotten)
     end
 end
 
--- reap: ARGV[3] max expired leases, ARGV[4] how many at most, ARGV[5] retention ms.
+-- reap: ARGV[3] max expired leases, ARGV[4] how many at most, ARGV[5] retention ms, ARGV[6] how long
+-- dead letters are kept, ms (0: until dropped); older ones are dropped, at most ARGV[4] a call.
 -- Expired leases go back to the queue, or to the dead letters once a task's lease has run out
 -- ARGV[3] times. Replies {requeued ids, dead-lettered ids}.
 local function reap()
@@ -556,6 +558,13 @@ local function reap()
         end
     end
     forget_old_creations(int(now - tonumber(ARGV[5])))
+    if tonumber(ARGV[6]) > 0 then
+        local old = redis.call("ZRANGEBYSCORE", P .. ":dead", "-inf", int(now - tonumber(ARGV[6])), "LIMIT", "0", ARGV[4])
+        for _, id in ipairs(old) do
+            redis.call("ZREM", P .. ":dead", id)
+            redis.call("PEXPIRE", record_key(id), ARGV[5])
+        end
+    end
     if #requeued > 0 then redis.call("HINCRBY", P .. ":stats", "requeued", int(#requeued)) end
     if #dead > 0 then redis.call("HINCRBY", P .. ":stats", "dead_lettered", int(#dead)) end
     return {requeued, dead}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import ClassVar
 
 MANUAL_LEAD_MS = 10**13  # about 317 years: a manual task's score is always below zero
 
@@ -26,6 +27,7 @@ class Ranker(ABC):
     """Scores one kind of task. Subclasses only decide the delay of automatic tasks."""
 
     name: str
+    uses_last_run: ClassVar[bool] = True  # whether its queue keeps each identity's last run (P:lastrun)
 
     def rank(self, context: RankingContext) -> int:
         if context.manual:

@@ -7,6 +7,7 @@ class NormalizerRanker(Ranker):
 
     name = "normalizer"
     max_delay_ms = 0
+    uses_last_run = False  # every raw file is new work: a last run per file would only grow
 
     def delay_ms(self, context: RankingContext) -> int:
         return 0

@@ -251,6 +251,11 @@ class TaskRepository:
         value = self.client.hget(f"{self.base}:lastrun", identity_hash)
         return int(value) if value is not None else None
 
+    def forget_last_runs(self, identity_hashes: Iterable[str]) -> int:
+        """Drop the last runs of these work identities (their object is gone); how many there were."""
+        hashes = list(identity_hashes)
+        return int(self.client.hdel(f"{self.base}:lastrun", *hashes)) if hashes else 0
+
     def activity(self, works: Iterable[tuple[str, str | None, str]],
                  known: Mapping[tuple[str, str], Mapping[str, str]] | None = None,
                  ) -> list[tuple[str | None, int | None]]:

@@ -129,12 +129,22 @@ class BoefjeScheduler(Scheduler):
         return results
 
     def forget_ooi(self, organisation: str, primary_key: str) -> None:
-        """An object was deleted: its queued tasks are cancelled and its schedules removed."""
+        """An object was deleted: its queued tasks are cancelled, and its schedules and last runs removed.
+        Its work identities are those of its schedules and of the boefjes that consume its type."""
         cancelled = self.queue.cancel_ooi(organisation, primary_key)
         schedules = self.schedules.of_ooi(organisation, primary_key)
         self.schedules.delete_many(schedules)
-        logger.info("organisation %s: %s deleted; cancelled %d queued tasks, removed %d schedules",
-                    organisation, primary_key, len(cancelled), len(schedules))
+        identities = {schedule.hash for schedule in schedules}
+        try:
+            plugins = self.context.katalogus.get_boefjes_by_ooi_type(organisation, ooi_type_of(primary_key))
+        except ServiceError as error:  # the schedules name every identity that recurs; the rest can wait
+            logger.warning("organisation %s: %s deleted; its boefjes could not be listed (%s), so only the "
+                           "last runs of its schedules are removed", organisation, primary_key, error)
+            plugins = []
+        identities |= {boefje_task(plugin, organisation, primary_key).hash for plugin in plugins}
+        forgotten = self.records.forget_last_runs(identities)
+        logger.info("organisation %s: %s deleted; cancelled %d queued tasks, removed %d schedules and %d last runs",
+                    organisation, primary_key, len(cancelled), len(schedules), forgotten)
 
     def cancel_not_permitted(self, organisation: str, changed: list[tuple[OOI, list[Plugin]]],
                              active: Mapping[str, Mapping[str, str]]) -> list[str]:

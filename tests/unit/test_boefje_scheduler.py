@@ -123,6 +123,19 @@ def test_a_delete_without_value_cancels_the_objects_queued_tasks_and_schedules(
     assert queued_boefjes(context, IP) == {"nmap"}
 
 
+def test_a_deleted_object_takes_its_schedules_and_last_runs_with_it(
+    scheduler: BoefjeScheduler, context: AppContext
+) -> None:
+    scheduler.on_mutation(mutation("update", IP, level=2))
+    [task] = context.boefjes.claim()
+    context.boefjes.ack(task.id)
+    assert context.boefjes.records.last_run_ms(task.hash) is not None
+    assert context.schedules["boefje"].of_ooi(ORG, IP)
+    scheduler.on_mutation(mutation("delete", IP))
+    assert context.boefjes.records.last_run_ms(task.hash) is None
+    assert context.schedules["boefje"].of_ooi(ORG, IP) == []
+
+
 def test_a_lowered_level_cancels_what_it_no_longer_permits(scheduler: BoefjeScheduler, context: AppContext) -> None:
     scheduler.on_mutation(mutation("update", HOST, level=3))
     assert {"dns", "deep"} <= queued_boefjes(context)

@@ -617,3 +617,29 @@ def test_a_queue_written_before_the_wait_index_gets_it_at_its_first_reap(queue: 
     assert queue.oldest_pushed_ms() is None
     queue.reap()
     assert queue.oldest_pushed_ms() == pushed
+
+
+def test_dead_letters_older_than_their_retention_are_dropped_by_the_reaps(
+        client: redis.Redis, key_prefix: str, clock: FakeClock) -> None:
+    queue = make_queue(client, key_prefix, dead_letter_retention_seconds=3_600, retention_seconds=100, lease_seconds=60,
+                       clock_ms=clock)
+    dead = make_dead(queue, clock)
+    clock.advance(3_500)
+    queue.reap()
+    assert queue.dead_count() == 1
+    clock.advance(101)
+    queue.reap()
+    assert queue.dead_count() == 0
+    assert queue.records.get(dead.id) is not None, "its record stays for the task retention"
+    assert 0 < queue.client.pttl(queue.records.record_key(dead.id)) <= 100_000
+
+
+def test_a_queue_that_keeps_no_last_runs_writes_none(client: redis.Redis, key_prefix: str) -> None:
+    """Normalizer work is new with every raw file: one last run per file would only grow."""
+    for keeps in (True, False):
+        queue = make_queue(client, f"{key_prefix}-{keeps}", keep_last_runs=keeps)
+        task = boefje_task()
+        queue.push(task, 1)
+        [claimed] = queue.claim()
+        assert queue.ack(claimed.id) is Change.OK
+        assert (queue.records.last_run_ms(task.hash) is not None) is keeps
