@@ -103,10 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
     schedules.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
     _json_flag(schedules)
 
-    dead = _command(commands, "dead-letters", "list, requeue or drop dead-lettered tasks",
-                    "dead-letters [KIND] list | requeue ID | drop ID  (list is the default)")
-    dead.add_argument("words", nargs="*", metavar="[KIND] list|requeue ID|drop ID")
+    dead = _command(commands, "dead-letters", "list, requeue or drop dead-lettered tasks and events",
+                    "dead-letters [KIND|events] list | requeue ID|all | drop ID|all  (list is the default)")
+    dead.add_argument("words", nargs="*", metavar="[KIND|events] list|requeue ID|drop ID")
     dead.add_argument("--limit", type=int, default=100, help="list at most this many per kind (default 100)")
+    dead.add_argument("--queue", action="append", metavar="NAME",
+                      help="an event queue whose <NAME>.dead to read (default: scan_profile_mutations and "
+                           "raw_file_received; repeat for more)")
     _json_flag(dead)
     return parser
 

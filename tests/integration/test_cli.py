@@ -16,11 +16,15 @@ import pytest
 import redis
 
 from kat_scheduler.cli import main
+from kat_scheduler.connectors.listeners import ScanProfileMutationListener
 from kat_scheduler.leadership import beat_leader_key
 from kat_scheduler.queues import PriorityQueue
 from kat_scheduler.repositories import ScheduleRepository
+from tests.factories.rabbitmq_fixtures import TestPublisher
 from tests.factories.redis_fixtures import REDIS_URL
 from tests.factories.tasks import FakeClock, boefje_task, make_queue, normalizer_task
+from tests.factories.waiting import wait_for
+from tests.integration.test_listeners import running as running_listener
 
 HOUR = 3600
 LEADER = "beat-host:4242:0badcafe"
@@ -232,6 +236,42 @@ def test_dead_letters_drop(seeded: Seeded, capsys: pytest.CaptureFixture[str]) -
     code, result = run_json(capsys, "dead-letters", "normalizer", "drop", seeded.dead)
     assert code == 0 and result == {"id": seeded.dead, "kind": "normalizer", "outcome": "dropped"}
     assert seeded.normalizers.dead_count() == 0 and seeded.normalizers.size() == 1
+
+
+def test_dead_events_are_listed_beside_dead_tasks_and_replayed_to_their_queue(
+    seeded: Seeded, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, rabbitmq_url: str,
+    rabbit_queue: str, rabbit_publisher: TestPublisher,
+) -> None:
+    """A listener dead-letters what it cannot take to `<queue>.dead` with the reason in the headers; the
+    operator sees those events beside the dead tasks, and sends one back once the cause is fixed."""
+    monkeypatch.setenv("QUEUE_URI", rabbitmq_url)
+    rabbit_publisher.declare(rabbit_queue)
+    rabbit_publisher.publish(rabbit_queue, b"{this is not json")
+    rabbit_publisher.publish(rabbit_queue, {"operation": "explode", "primary_key": "x", "client_id": "org7"})
+    listener = ScanProfileMutationListener(rabbitmq_url, lambda message: None, queue_name=rabbit_queue)
+    with running_listener(listener):
+        wait_for(lambda: listener.dead_lettered == 2, what="two dead events")
+
+    code, listed = run_json(capsys, "dead-letters", "list", "--queue", rabbit_queue)
+    assert code == 0 and [d["id"] for d in listed["results"]] == [seeded.dead]
+    first, second = listed["events"]
+    assert first["reason"].startswith("malformed: ") and first["queue"] == rabbit_queue
+    assert second["reason"].startswith("malformed: operation") and second["organisation"] == "org7"
+    assert rabbit_publisher.message_count(f"{rabbit_queue}.dead") == 2, "looking takes nothing away"
+    code, out, _ = run(capsys, "dead-letters", "list", "--queue", rabbit_queue)
+    assert second["id"] in out and "org7" in out and seeded.dead in out
+
+    code, out, _ = run(capsys, "dead-letters", "requeue", second["id"], "--queue", rabbit_queue)
+    assert code == 0 and f"{second['id']} replayed to {rabbit_queue}" in out
+    assert rabbit_publisher.message_count(f"{rabbit_queue}.dead") == 1
+    replayed = rabbit_publisher.get(rabbit_queue)
+    assert replayed is not None and b"explode" in replayed[1]
+    assert replayed[0].headers["x-replays"] == 1 and "x-dead-reason" not in replayed[0].headers
+
+    code, result = run_json(capsys, "dead-letters", "events", "drop", "all", "--queue", rabbit_queue)
+    assert code == 0 and [event["id"] for event in result["events"]] == [first["id"]]
+    assert rabbit_publisher.message_count(f"{rabbit_queue}.dead") == 0
+    assert run(capsys, "dead-letters", "events", "drop", "nope", "--queue", rabbit_queue)[0] == 4
 
 
 def test_dead_letters_usage_errors_exit_2(environment: None, capsys: pytest.CaptureFixture[str]) -> None:
