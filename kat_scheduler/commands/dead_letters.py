@@ -56,16 +56,9 @@ def listing(queue: PriorityQueue, limit: int) -> list[dict[str, Any]]:
             for letter in queue.dead_letters_since(limit) for r in (letter.record,)]
 
 
-def holder_queue(context: AppContext, kinds: list[str], task_id: str,
-                 events: DeadEvents | None = None) -> PriorityQueue | None:
-    """The queue that holds this dead letter; None when it is not a task but `events` may hold it."""
-    for kind in kinds:
-        queue = context.queues[kind]
-        if queue.is_dead(task_id):
-            return queue
-    if events is not None:
-        return None
-    raise CommandError(ExitCode.NOT_FOUND, f"no dead letter {task_id} (`kat-scheduler dead-letters list` shows them)")
+def holder_queue(context: AppContext, kinds: list[str], task_id: str) -> PriorityQueue | None:
+    """The queue whose dead letters hold this task, or None."""
+    return next((context.queues[kind] for kind in kinds if context.queues[kind].is_dead(task_id)), None)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -80,9 +73,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if action == "list":
             return _list(context, kinds, events if kind is None else None, args)
         assert wanted is not None
-        queue = holder_queue(context, kinds, wanted, events if kind is None else None)
-        if queue is None:
+        queue = holder_queue(context, kinds, wanted)
+        if queue is None and kind is None:  # not a task: perhaps an event
             return _events(events, action, wanted, args)
+        if queue is None:
+            raise CommandError(ExitCode.NOT_FOUND, f"no dead letter {wanted} (`kat-scheduler dead-letters list` "
+                               "shows them)")
         if action == "requeue":
             requeue = queue.requeue_dead(wanted)
             outcome, holder = requeue.outcome, requeue.holder

@@ -527,6 +527,13 @@ local function forget_old_creations(forgotten)
     end
 end
 
+-- A dead letter leaves the dead letters; its record stays `retention_ms`. False when it was not one.
+local function drop_dead_letter(id, retention_ms)
+    if redis.call("ZREM", P .. ":dead", id) == 0 then return false end
+    redis.call("PEXPIRE", record_key(id), retention_ms)
+    return true
+end
+
 -- reap: ARGV[3] max expired leases, ARGV[4] how many at most, ARGV[5] retention ms, ARGV[6] how long
 -- dead letters are kept, ms (0: until dropped); older ones are dropped, at most ARGV[4] a call.
 -- Expired leases go back to the queue, or to the dead letters once a task's lease has run out
@@ -559,11 +566,9 @@ local function reap()
     end
     forget_old_creations(int(now - tonumber(ARGV[5])))
     if tonumber(ARGV[6]) > 0 then
-        local old = redis.call("ZRANGEBYSCORE", P .. ":dead", "-inf", int(now - tonumber(ARGV[6])), "LIMIT", "0", ARGV[4])
-        for _, id in ipairs(old) do
-            redis.call("ZREM", P .. ":dead", id)
-            redis.call("PEXPIRE", record_key(id), ARGV[5])
-        end
+        local old = redis.call("ZRANGEBYSCORE", P .. ":dead", "-inf", int(now - tonumber(ARGV[6])), "LIMIT", "0",
+            ARGV[4])
+        for _, id in ipairs(old) do drop_dead_letter(id, ARGV[5]) end
     end
     if #requeued > 0 then redis.call("HINCRBY", P .. ":stats", "requeued", int(#requeued)) end
     if #dead > 0 then redis.call("HINCRBY", P .. ":stats", "dead_lettered", int(#dead)) end
@@ -619,8 +624,7 @@ end
 
 -- drop_dead: ARGV[3] retention ms, ARGV[4] id. The record stays for the retention period.
 local function drop_dead()
-    if redis.call("ZREM", P .. ":dead", ARGV[4]) == 0 then return "not_dead" end
-    redis.call("PEXPIRE", record_key(ARGV[4]), ARGV[3])
+    if not drop_dead_letter(ARGV[4], ARGV[3]) then return "not_dead" end
     return "dropped"
 end
 

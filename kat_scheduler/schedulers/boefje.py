@@ -250,28 +250,33 @@ class BoefjeScheduler(Scheduler):
         existing = self.schedules.get_many_by_hash([task.hash for _, task in work])
         changed, new = [], []
         for plugin, task in work:
-            deadline = next_deadline(plugin, now, self.settings.grace_period, self.settings.schedule_jitter_seconds)
             schedule = existing.get(task.hash)
             if schedule is not None:
-                self._queued_again(schedule, plugin, deadline, now)
+                self._queued_again(schedule, plugin, now)
                 changed.append(schedule)
             else:
                 data = task.model_dump(mode="json", exclude={"id"}, exclude_none=True)
+                deadline = next_deadline(plugin, now, self.settings.grace_period,
+                                         self.settings.schedule_jitter_seconds)
                 new.append(self.schedules.build(task.organization, data, task.hash, cron=plugin.cron,
                                                 deadline_at=deadline, now=now))
         self.schedules.save_many(changed)
         self.schedules.save_many(new, new=True)  # one that another worker stored meanwhile is kept
 
-    @staticmethod
-    def _queued_again(schedule: Schedule, plugin: Plugin, deadline: datetime, now: datetime) -> None:
+    def _next_run(self, schedule: Schedule, plugin: Plugin, now: datetime) -> datetime:
+        """The schedule's own cron when it has a valid one, else the plugin's cron, interval or grace period."""
+        if schedule.schedule and valid_cron(schedule.schedule):
+            return next_cron(schedule.schedule, now)
+        return next_deadline(plugin, now, self.settings.grace_period, self.settings.schedule_jitter_seconds)
+
+    def _queued_again(self, schedule: Schedule, plugin: Plugin, now: datetime) -> None:
         """The schedule's work was queued again: its next run comes after this one. What a person set
         through the API stays: their cron (else the plugin's), a deadline they chose, and a disable."""
         kept = set(schedule.person_set)
         if "schedule" not in kept:
             schedule.schedule = plugin.cron
         if "deadline_at" not in kept:
-            has_cron = schedule.schedule is not None and valid_cron(schedule.schedule)
-            schedule.deadline_at = next_cron(schedule.schedule, now) if has_cron else deadline  # type: ignore[arg-type]
+            schedule.deadline_at = self._next_run(schedule, plugin, now)
         if "enabled" not in kept or schedule.enabled:
             schedule.enabled = True  # the scheduler's own disable ends: the work may run again
         schedule.modified_at = now
@@ -328,11 +333,7 @@ class BoefjeScheduler(Scheduler):
             schedule.deadline_at = from_ms(now_ms + self.settings.grace_period * 1000)
             logger.info("schedule %s organisation %s: disabled, %s", schedule.id, schedule.organisation, problem)
             return None
-        if schedule.schedule and valid_cron(schedule.schedule):
-            schedule.deadline_at = next_cron(schedule.schedule, now)
-        else:
-            schedule.deadline_at = next_deadline(plugin, now, self.settings.grace_period,
-                                                 self.settings.schedule_jitter_seconds)
+        schedule.deadline_at = self._next_run(schedule, plugin, now)
         return plugin
 
     def _recheck(self, organisation: str, task: BoefjeTask, ooi: OOI | None) -> tuple[str | None, Plugin | None]:
