@@ -1,4 +1,4 @@
-"""`python -m chaos [--size small|full] [--keep]`: run the fault suite, print the table, exit 1 on a FAIL."""
+"""`python -m chaos [--size small|full] [--only TEXT] [--keep]`: run the fault suite, print the table, exit 1 on a FAIL."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m chaos", description=__doc__)
     parser.add_argument("--size", choices=sorted(SIZES), default="small")
     parser.add_argument("--keep", action="store_true", help="keep the run's logs (printed path) instead of deleting")
+    parser.add_argument("--only", default="", metavar="TEXT", help="run only the faults whose name holds TEXT")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     size = SIZES[args.size]
     started = time.monotonic()
     try:
-        rows = run_suite(size, keep=args.keep)
+        rows = run_suite(size, keep=args.keep, only=args.only)
     except KeyboardInterrupt:
         logger.error("interrupted; everything started was torn down")
         return 130

@@ -120,8 +120,10 @@ def final_check(run: Run, started: float) -> Row:
     return row
 
 
-def run_suite(size: Size, keep: bool = False) -> list[Row]:
+def run_suite(size: Size, keep: bool = False, only: str = "") -> list[Row]:
+    """Every fault in turn (or those whose name holds `only`), then the whole run's check."""
     rows: list[Row] = []
+    faults = [fault for fault in FAULTS if only.lower() in fault.name.lower()]
     with Deployment(size, keep=keep) as deployment:
         deployment.start()
         sampler = Sampler(deployment.redis_client(), deployment.key_prefix)
@@ -132,7 +134,7 @@ def run_suite(size: Size, keep: bool = False) -> list[Row]:
         started = time.time()
         try:
             window_start = checked = started
-            for fault in FAULTS:
+            for fault in faults:
                 for repeat in range(size.repeats if fault.kills else 1):
                     name = fault.name + (f" #{repeat + 1}" if fault.kills and size.repeats > 1 else "")
                     row, window_start, checked = inject_and_check(run, fault, name, window_start, checked)

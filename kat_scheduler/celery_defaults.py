@@ -9,3 +9,5 @@ task_send_sent_event = True
 timezone = "UTC"
 enable_utc = True
 broker_connection_retry_on_startup = True
+# Reconnect to a broker that came back within seconds, not Celery's up to 30 (broker_reconnect.py).
+worker_consumer = "kat_scheduler.broker_reconnect:QuickReconnectConsumer"

@@ -14,7 +14,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,7 @@ import redis
 from celery import Celery
 from celery.events.receiver import EventReceiver
 
+from kat_scheduler.broker_reconnect import EVENTS_RECONNECT
 from kat_scheduler.context import AppContext
 from kat_scheduler.dispatcher.capacity import RunnerCapacity
 from kat_scheduler.dispatcher.lifecycle import Lifecycle
@@ -184,6 +186,14 @@ class Dispatcher:
                                  **kwargs: Any) -> None:
                 super().on_consume_ready(connection, channel, consumers, wakeup=wakeup, **kwargs)
                 ready.set()
+
+            @contextmanager
+            def establish_connection(self) -> Iterator[Any]:
+                """kombu's, on the quicker schedule of EVENTS_RECONNECT."""
+                with self.create_connection() as connection:
+                    connection.ensure_connection(self.on_connection_error, self.connect_max_retries,
+                                                 **EVENTS_RECONNECT)
+                    yield connection
 
         while not self._stopping.is_set():
             try:

@@ -17,6 +17,7 @@ from typing import Any
 
 from celery import Celery, Task
 
+from kat_scheduler.broker_reconnect import WORKER_CONSUMER
 from kat_scheduler.config import Settings, load_settings
 from kat_scheduler.config.celery_overrides import operator_overrides
 from kat_scheduler.logging_setup import task_fields
@@ -42,6 +43,7 @@ RUNNER_DEFAULTS: dict[str, Any] = {
     # old one are acknowledged, which they never can be: the runner sat idle for minutes after a RabbitMQ
     # restart (python -m chaos; celery/celery#7515, #9512). Prefetch stays at one per free thread anyway.
     "worker_enable_prefetch_count_reduction": False,
+    "worker_consumer": WORKER_CONSUMER,  # back within seconds of the broker (broker_reconnect.py)
     "timezone": "UTC",
     "enable_utc": True,
 }
