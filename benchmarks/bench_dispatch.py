@@ -65,9 +65,11 @@ def run(quick: bool = False) -> None:
     client: redis.Redis = connect(REDIS_URL)
     app = Celery("kat-bench", broker=BROKER_URL)
     app.config_from_object("kat_scheduler.celery_defaults")
-    settings = load_settings(key_prefix=prefix, boefje_celery_queue=celery_queue,
-                             normalizer_celery_queue=f"{prefix}-normalizers", boefje_slots=RUNNER_CONCURRENCY,
-                             normalizer_slots=1)
+    settings = load_settings(key_prefix=prefix, hand_offs={
+        "boefje": {"celery_queue": celery_queue, "slots": RUNNER_CONCURRENCY},
+        "normalizer": {"celery_queue": f"{prefix}-normalizers", "slots": 1},
+        "report": {"celery_queue": f"{prefix}-reports", "slots": 1}})
+    task_name = settings.hand_off("boefje").task_name
     queue = PriorityQueue(client, "boefje", prefix=prefix)
     key = starts_key(prefix)
     started = lambda: int(client.llen(key)) // 2  # noqa: E731 - a start and an end line per task
@@ -76,7 +78,7 @@ def run(quick: bool = False) -> None:
     try:
         # Warm both paths (connections, imports in the runner).
         for n in range(20):
-            app.send_task(settings.boefje_task_name, args=(task(n).model_dump(),), queue=celery_queue)
+            app.send_task(task_name, args=(task(n).model_dump(),), queue=celery_queue)
         wait_until(lambda: started() >= 20, 30, "warm-up")
         dispatcher.start()
         wait_until(dispatcher.events_ready.is_set, 10, "the dispatcher's events")
@@ -85,7 +87,7 @@ def run(quick: bool = False) -> None:
         payloads = [task(n).model_dump() for n in range(count)]
         before, began = started(), time.perf_counter()
         for payload in payloads:
-            app.send_task(settings.boefje_task_name, args=(payload,), task_id=payload["id"], queue=celery_queue)
+            app.send_task(task_name, args=(payload,), task_id=payload["id"], queue=celery_queue)
         wait_until(lambda: started() >= before + count, 120, "plain Celery's tasks", poll=0.05)
         plain_rate = count / (time.perf_counter() - began)
 
@@ -111,7 +113,7 @@ def run(quick: bool = False) -> None:
         def plain(n: int) -> float:
             payload = task(10_000_000 + n).model_dump()
             at = time.time()
-            app.send_task(settings.boefje_task_name, args=(payload,), task_id=payload["id"], queue=celery_queue)
+            app.send_task(task_name, args=(payload,), task_id=payload["id"], queue=celery_queue)
             return at
 
         def ours(n: int) -> float:

@@ -20,6 +20,7 @@ from benchmarks.bench_queue import drop
 from benchmarks.harness import Figure, Stopwatch, rate, report
 from kat_scheduler.config import load_settings
 from kat_scheduler.connectors.listeners import InProcessBus
+from kat_scheduler.connectors.listeners.openkat import RAW_FILE_RECEIVED, SCAN_PROFILE_MUTATIONS
 from kat_scheduler.context import AppContext
 from kat_scheduler.listening import start_listeners
 from kat_scheduler.models import BoefjeTask
@@ -85,7 +86,7 @@ def events_to_tasks(context: AppContext, prefix: str, events: int) -> None:
                                   pika.BasicProperties(delivery_mode=2, content_type="application/json"))
         raw = raw_zadd_rate(context, prefix, events * len(BOEFJES)) / len(BOEFJES)
         start = time.perf_counter()
-        running = start_listeners(context, mutations_queue, raw_queue)
+        running = start_listeners(context, {SCAN_PROFILE_MUTATIONS: mutations_queue, RAW_FILE_RECEIVED: raw_queue})
         try:
             wait_until(lambda: context.boefjes.size() >= events * len(BOEFJES), 600)
             elapsed = time.perf_counter() - start

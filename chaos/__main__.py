@@ -1,4 +1,5 @@
-"""`python -m chaos [--size small|full] [--only TEXT] [--keep]`: run the fault suite, print the table, exit 1 on a FAIL."""
+"""`python -m chaos [--size small|full] [--only TEXT] [--keep]`: run the fault suite, print the table,
+exit 1 on a FAIL."""
 
 from __future__ import annotations
 

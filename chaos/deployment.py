@@ -243,7 +243,7 @@ class Deployment:
         return Proc(f"scheduler-{number}", argv, self.environment(), self.log_dir, self.work_dir)
 
     def _runner(self, number: int) -> Proc:
-        argv = [CELERY, "-A", "kat_scheduler.runner", "worker", "-Q", "boefjes,normalizers", "-E",
+        argv = [CELERY, "-A", "kat_scheduler.runner", "worker", "-Q", "boefjes,normalizers,reports", "-E",
                 "-P", "threads", "-c", str(config.RUNNER_CONCURRENCY), "-n", f"runner-{number}@chaos",
                 "--loglevel", "INFO", "--without-gossip", "--without-mingle"]
         return Proc(f"runner-{number}", argv, self.environment(), self.log_dir, self.work_dir)

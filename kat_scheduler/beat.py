@@ -5,10 +5,12 @@ through the `celery.beat_schedulers` entry point. Static `beat_schedule` entries
 leader runs them as Celery's own scheduler would. Every `SCHEDULER_BEAT_TICK_SECONDS` the leader
 also does one bounded scheduling pass:
 
-1. reap expired leases on both queues (back to the queue, or dead-lettered);
-2. every `SCHEDULER_ORGANISATION_REFRESH_SECONDS`, look for boefjes enabled since the last look;
-3. visit existing objects for those new boefjes, pages of 1,000, for about half a tick;
-4. run up to `SCHEDULER_SCHEDULE_BATCH_SIZE` due schedules.
+1. reap expired leases on every queue (back to the queue, or dead-lettered);
+2. each registered scheduler's steps (`Scheduler.beat_steps`), in the order of registration: the
+   boefje scheduler's look, every `SCHEDULER_ORGANISATION_REFRESH_SECONDS`, for boefjes enabled since
+   the last look, its visit of existing objects for those new boefjes (pages of 1,000, for about half a
+   tick) and its due schedules; the report scheduler's due schedules. A scheduler runs up to
+   `SCHEDULER_SCHEDULE_BATCH_SIZE` due schedules per pass.
 
 Each step is bounded, so a pass returns promptly; the lease is renewed between steps and by a
 thread of its own (leadership.py), so a step slowed by a slow service does not let it lapse. A beat
@@ -27,7 +29,7 @@ from celery.beat import Scheduler as CeleryScheduler
 
 from kat_scheduler.context import AppContext
 from kat_scheduler.leadership import Leadership
-from kat_scheduler.schedulers import BoefjeScheduler
+from kat_scheduler.schedulers import SCHEDULERS, BeatPass, Scheduler
 
 logger = logging.getLogger(__name__)
 
@@ -40,9 +42,8 @@ class KatScheduler(CeleryScheduler):
         settings = self.context.settings
         self.tick_seconds = settings.beat_tick_seconds
         self.leadership = Leadership.of_beat(self.context.redis, settings.key_prefix, settings.beat_lease_seconds)
-        self.boefjes = BoefjeScheduler(self.context)
+        self.schedulers: list[Scheduler] = [scheduler(self.context) for scheduler in SCHEDULERS.values()]
         self._next_pass = 0.0
-        self._next_refresh = 0.0
         self._closed = False
         super().__init__(app, *args, **kwargs)
 
@@ -71,19 +72,15 @@ class KatScheduler(CeleryScheduler):
     # -- the scheduling pass -------------------------------------------------------------------
 
     def scheduling_pass(self) -> None:
-        batch = self.context.settings.schedule_batch_size
-        steps: list[tuple[str, Callable[[], object]]] = [
-            ("reap expired leases", self.reap),
-            ("refresh organisations", self.refresh_organisations),
-            ("queue new boefjes for existing objects",
-             lambda: self.boefjes.work_on_new_boefjes_for(self.tick_seconds / 2, self.leadership.renew)),
-            ("run due schedules", lambda: self.boefjes.run_due_schedules(batch)),
-        ]
+        beat = BeatPass(self.tick_seconds, self.context.settings.schedule_batch_size, self.leadership.renew)
+        steps: list[tuple[str, Callable[[BeatPass], object]]] = [("reap expired leases", lambda _: self.reap())]
+        for scheduler in self.schedulers:
+            steps += scheduler.beat_steps()
         for name, step in steps:
             if not self.leadership.renew():
                 return
             try:
-                step()
+                step(beat)
             except Exception:  # one failing step (a service down, say) must not stop the others
                 logger.exception("beat: %s failed; carrying on with the next step", name)
 
@@ -93,12 +90,3 @@ class KatScheduler(CeleryScheduler):
             if result.requeued or result.dead_lettered:
                 logger.info("beat: %s queue: %d expired leases requeued, %d dead-lettered", queue.kind,
                             len(result.requeued), len(result.dead_lettered))
-
-    def refresh_organisations(self) -> None:
-        if time.monotonic() < self._next_refresh:
-            return
-        self._next_refresh = time.monotonic() + self.context.settings.organisation_refresh_seconds
-        for organisation in self.context.katalogus.get_organisations():
-            if not self.leadership.renew():
-                return
-            self.boefjes.discover_new_boefjes(organisation.id)

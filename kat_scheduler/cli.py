@@ -8,7 +8,7 @@ import sys
 
 from kat_scheduler.commands import EXIT_CODES_HELP, CommandError, ExitCode
 from kat_scheduler.config import Settings, SettingsError, load_settings
-from kat_scheduler.context import KINDS
+from kat_scheduler.kinds import KINDS
 from kat_scheduler.models import TaskStatus
 from kat_scheduler.version import __version__
 

@@ -1,64 +1,45 @@
-"""Event-driven scheduling in `celery -A kat_scheduler worker`: a worker bootstep that runs the two
-RabbitMQ listeners, each on a thread of its own, wired to the schedulers.
+"""Event-driven scheduling in `celery -A kat_scheduler worker`: a worker bootstep that runs a RabbitMQ
+listener for each event queue a registered scheduler subscribes to (`Scheduler.subscriptions`), each
+on a thread of its own.
 
 Any number of scheduler workers can run these: RabbitMQ hands each message to one of them, and the
-queue's one-active-task rule makes a message handled twice (after a reconnect) harmless.
-`SCHEDULER_LISTENERS_ENABLED=false` leaves them out of a worker that should only dispatch.
+queue's one-active-task rule makes a message handled twice (after a reconnect) harmless. The handlers
+sit out outages of Katalogus, Octopoes, Bytes or Redis (the message stays with RabbitMQ) rather than
+dead-letter good events. `SCHEDULER_LISTENERS_ENABLED=false` leaves them out of a worker that should
+only dispatch.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 from celery import bootsteps
 
-from kat_scheduler.connectors.listeners import RawFileReceivedListener, ScanProfileMutationListener
 from kat_scheduler.connectors.listeners.listener import Listener
-from kat_scheduler.connectors.listeners.openkat import RAW_FILE_RECEIVED, SCAN_PROFILE_MUTATIONS
 from kat_scheduler.context import AppContext
-from kat_scheduler.models import RawFileReceived, ScanProfileMutation
-from kat_scheduler.schedulers import BoefjeScheduler, NormalizerScheduler
-from kat_scheduler.schedulers.base import patiently
+from kat_scheduler.schedulers import SCHEDULERS, Subscription
 
 logger = logging.getLogger(__name__)
 
 
-class EventHandlers:
-    """The listeners' handlers: schedule, and sit out outages of Katalogus, Octopoes, Bytes or Redis
-    (the message stays with RabbitMQ) rather than dead-letter good events."""
-
-    def __init__(self, context: AppContext) -> None:
-        self.boefjes = BoefjeScheduler(context)
-        self.normalizers = NormalizerScheduler(context)
-
-    def on_mutation(self, event: ScanProfileMutation) -> None:
-        patiently(lambda: self.boefjes.on_mutation(event),
-                  f"organisation {event.client_id}: {event.operation} of {event.primary_key}")
-
-    def on_mutations(self, events: list[ScanProfileMutation]) -> None:
-        patiently(lambda: self.boefjes.on_mutations(events), f"a batch of {len(events)} scan profile mutations")
-
-    def on_raw_file(self, event: RawFileReceived) -> None:
-        patiently(lambda: self.normalizers.on_raw_file(event),
-                  f"organisation {event.organization}: raw file {event.raw_data.id}")
+def subscriptions(context: AppContext) -> list[Subscription]:
+    """What every registered scheduler listens to, in the order of registration."""
+    return [subscription for scheduler in SCHEDULERS.values() for subscription in scheduler(context).subscriptions()]
 
 
-def start_listeners(
-    context: AppContext,
-    mutation_queue: str = SCAN_PROFILE_MUTATIONS,
-    raw_file_queue: str = RAW_FILE_RECEIVED,
-) -> list[tuple[Listener[Any], threading.Thread]]:
-    """Both listeners, running; the queue names are OpenKAT's unless a test or benchmark needs its own."""
-    handlers = EventHandlers(context)
-    listeners: list[Listener[Any]] = [
-        ScanProfileMutationListener.from_settings(context.settings, handlers.on_mutation, queue_name=mutation_queue,
-                                                  batch_handler=handlers.on_mutations),
-        RawFileReceivedListener.from_settings(context.settings, handlers.on_raw_file, queue_name=raw_file_queue),
-    ]
+def start_listeners(context: AppContext, queue_names: Mapping[str, str] | None = None,
+                    ) -> list[tuple[Listener[Any], threading.Thread]]:
+    """A listener per subscription, running; `queue_names` renames OpenKAT's queues (tests, benchmarks)."""
+    names = queue_names or {}
     running = []
-    for listener in listeners:
+    for subscription in subscriptions(context):
+        options: dict[str, Any] = {"queue_name": names.get(subscription.queue, subscription.queue)}
+        if subscription.handle_batch is not None:
+            options["batch_handler"] = subscription.handle_batch
+        listener = subscription.listener.from_settings(context.settings, subscription.handle, **options)
         thread = threading.Thread(target=listener.run, name=f"listener:{listener.queue_name}", daemon=True)
         thread.start()
         running.append((listener, thread))

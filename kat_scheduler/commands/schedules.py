@@ -12,7 +12,8 @@ from typing import Any
 
 from kat_scheduler.commands.common import CommandError, ExitCode, emit_json, session, table
 from kat_scheduler.config import Settings
-from kat_scheduler.context import KINDS, AppContext
+from kat_scheduler.context import AppContext
+from kat_scheduler.kinds import KINDS
 from kat_scheduler.models import Schedule
 from kat_scheduler.repositories import ScheduleRepository
 
@@ -47,10 +48,14 @@ def select(context: AppContext, kinds: list[str], organisation: str | None, due:
 
 
 def describe_work(schedule: Schedule) -> str:
-    data: dict[str, Any] = schedule.data
-    plugin = (data.get("boefje") or data.get("normalizer") or {}).get("id", "?")
-    ooi = data.get("input_ooi")
-    return f"{plugin} on {ooi}" if ooi else str(plugin)
+    """Its plugin (where the kind's payload names it) and, when there is one, its object."""
+    found: Any = schedule.data
+    kind = KINDS.get(schedule.scheduler_id)
+    for part in kind.plugin_path if kind else ():
+        found = found.get(part) if isinstance(found, dict) else None
+    plugin = found if isinstance(found, str) else "?"
+    ooi = schedule.data.get("input_ooi")
+    return f"{plugin} on {ooi}" if ooi else plugin
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:

@@ -12,7 +12,7 @@ from typing import Any
 
 from kat_scheduler.commands.common import CommandError, ExitCode, emit_json, error, iso, session, table
 from kat_scheduler.config import Settings
-from kat_scheduler.context import KINDS
+from kat_scheduler.kinds import KINDS
 from kat_scheduler.models import TaskStatus
 from kat_scheduler.queues import Change, Outcome
 from kat_scheduler.repositories.task_records import TaskRecord

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from kat_scheduler.kinds import KINDS, HandOff
 
 
 class SettingsError(Exception):
@@ -55,17 +57,10 @@ class Settings(BaseSettings):
     dead_letter_retention: int = Field(30 * 86400, ge=0, validation_alias=_env("SCHEDULER_DEAD_LETTER_RETENTION"))
     filtered_claim_scan: int = Field(1000, ge=1, validation_alias=_env("SCHEDULER_FILTERED_CLAIM_SCAN"))
 
-    # Dispatch to the runners (kat-contracts.md §6)
-    boefje_slots: int = Field(0, ge=0, validation_alias=_env("SCHEDULER_BOEFJE_SLOTS"))
-    normalizer_slots: int = Field(0, ge=0, validation_alias=_env("SCHEDULER_NORMALIZER_SLOTS"))
-    boefje_task_name: str = Field("tasks.handle_boefje", validation_alias=_env("SCHEDULER_BOEFJE_TASK_NAME"))
-    normalizer_task_name: str = Field(
-        "tasks.handle_normalizer", validation_alias=_env("SCHEDULER_NORMALIZER_TASK_NAME")
-    )
-    boefje_celery_queue: str = Field("boefjes", validation_alias=_env("SCHEDULER_BOEFJE_CELERY_QUEUE"))
-    normalizer_celery_queue: str = Field(
-        "normalizers", validation_alias=_env("SCHEDULER_NORMALIZER_CELERY_QUEUE")
-    )
+    # Dispatch to the runners (kat-contracts.md §6). Each kind's task name, Celery queue and slots are
+    # SCHEDULER_<KIND>_TASK_NAME, _CELERY_QUEUE and _SLOTS (kinds/registry.py); `hand_offs` overrides
+    # them per kind in code ({"boefje": {"celery_queue": "x"}}), for tests and the demo.
+    hand_offs: dict[str, dict[str, Any]] = Field(default_factory=dict, validation_alias=_env("SCHEDULER_HAND_OFFS"))
     dispatcher_enabled: bool = Field(True, validation_alias=_env("SCHEDULER_DISPATCHER_ENABLED"))
     runner_handler: str = Field(
         "kat_scheduler.runner.handlers:unconfigured", validation_alias=_env("SCHEDULER_RUNNER_HANDLER")
@@ -92,6 +87,16 @@ class Settings(BaseSettings):
     debug: bool = Field(False, validation_alias=_env("DEBUG"))
 
     @model_validator(mode="after")
+    def _hand_offs_readable(self) -> Settings:
+        for kind in KINDS:
+            self.hand_off(kind)  # raises ValueError naming the variable
+        return self
+
+    def hand_off(self, kind: str) -> HandOff:
+        """Where `kind`'s tasks go: its defaults, the environment, then `hand_offs`."""
+        return KINDS[kind].hand_off(self.hand_offs.get(kind))
+
+    @model_validator(mode="after")
     def _broker_for_cluster(self) -> Settings:
         if self.broker_url is None and self.redis_url.split("://", 1)[0].endswith(("+cluster", "+sentinel")):
             raise ValueError("CELERY_BROKER_URL must be set when SCHEDULER_REDIS_URL names a Redis Cluster or "
@@ -110,6 +115,12 @@ def env_name(field_name: str) -> str:
     if isinstance(alias, AliasChoices):
         return str(alias.choices[0])
     return field_name.upper()
+
+
+def env_names() -> set[str]:
+    """Every environment variable kat_scheduler reads: the fields' and each kind's hand-off."""
+    names = {env_name(name) for name in Settings.model_fields}
+    return names | {kind.env_name(field) for kind in KINDS.values() for field in HandOff.model_fields}
 
 
 def load_settings(**overrides: object) -> Settings:

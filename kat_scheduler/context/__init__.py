@@ -1,3 +1,3 @@
-from kat_scheduler.context.context import KINDS, AppContext
+from kat_scheduler.context.context import AppContext
 
-__all__ = ["KINDS", "AppContext"]
+__all__ = ["AppContext"]

@@ -10,12 +10,10 @@ from redis import Redis
 
 from kat_scheduler.config import Settings, load_settings
 from kat_scheduler.connectors.services import BytesClient, KatalogusClient, OctopoesClient
+from kat_scheduler.kinds import KINDS
 from kat_scheduler.queues import PriorityQueue, connect
 from kat_scheduler.queues.priority_queue import wall_clock_ms
-from kat_scheduler.rankers import RANKERS
 from kat_scheduler.repositories import ScheduleRepository
-
-KINDS = ("boefje", "normalizer")
 
 
 @dataclass
@@ -30,7 +28,7 @@ class AppContext:
     schedules: dict[str, ScheduleRepository] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for kind in KINDS:
+        for kind in KINDS:  # every registered kind of work (kinds/)
             self.queues.setdefault(kind, self.make_queue(kind))
             self.schedules.setdefault(kind, ScheduleRepository(self.redis, self.settings.key_prefix, kind))
 
@@ -64,7 +62,7 @@ class AppContext:
             retention_seconds=s.task_retention,
             filtered_claim_scan=s.filtered_claim_scan,
             dead_letter_retention_seconds=s.dead_letter_retention,
-            keep_last_runs=RANKERS[kind].uses_last_run,
+            keep_last_runs=KINDS[kind].ranking().uses_last_run,
             clock_ms=self.clock_ms,
         )
 

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from celery import Celery
@@ -25,12 +26,14 @@ from celery.contrib.testing.worker import start_worker
 from kat_scheduler import celery_defaults
 from kat_scheduler.beat import KatScheduler
 from kat_scheduler.config import Settings, load_settings
+from kat_scheduler.connectors.listeners.openkat import RAW_FILE_RECEIVED, SCAN_PROFILE_MUTATIONS
 from kat_scheduler.context import AppContext
 from kat_scheduler.demo.services import DemoServices, delete_rabbitmq_queues, demo_services
 from kat_scheduler.demo.view import Rate, live_view, summary
 from kat_scheduler.dispatcher import Dispatcher
-from kat_scheduler.listening import EventHandlers, start_listeners
-from kat_scheduler.models import RawFileReceived, ScanProfileMutation
+from kat_scheduler.kinds import KINDS
+from kat_scheduler.kinds.report import ReportTask
+from kat_scheduler.listening import start_listeners, subscriptions
 from kat_scheduler.runner.handlers import use_simulation
 from kat_scheduler.runner.worker import create_runner_app
 from kat_scheduler.simulation import SimulatedKAT, World
@@ -51,8 +54,8 @@ def demo_settings(base: Settings, kat: SimulatedKAT, services: DemoServices, pre
     return load_settings(**{
         **base.model_dump(), "katalogus_api": kat.katalogus_url, "octopoes_api": kat.octopoes_url,
         "bytes_api": kat.bytes_url, "redis_url": services.redis_url, "broker_url": services.redis_url,
-        "key_prefix": prefix, "boefje_celery_queue": f"{prefix}-boefjes",
-        "normalizer_celery_queue": f"{prefix}-normalizers", "boefje_slots": 4, "normalizer_slots": 4,
+        "key_prefix": prefix,
+        "hand_offs": {kind: {"celery_queue": f"{prefix}-{kind}s", "slots": 4} for kind in KINDS},
         "lease_seconds": 60, "beat_tick_seconds": 0.5, "organisation_refresh_seconds": 5,
         "katalogus_cache_ttl": 2, "schedule_batch_size": 200,
     })
@@ -66,7 +69,7 @@ class EventCount:
         self.listeners: list[Any] = []
         self._lock = threading.Lock()
 
-    def counting(self, handler: Callable[[Any], None]) -> Callable[[Any], None]:
+    def counting(self, handler: Callable[[Any], object]) -> Callable[[Any], None]:
         def counted(message: Any) -> None:
             handler(message)
             with self._lock:
@@ -92,19 +95,21 @@ def run_demo(options: DemoOptions, out: Any = None) -> dict[str, int]:
                                oois_per_organisation=options.objects)
         initial_objects = {(org, pk) for org, oois in world.oois.items() for pk in oois}
         kat = SimulatedKAT.start(world, services.publisher, mutation_queue=mutations, raw_file_queue=raw_files)
+        names = {SCAN_PROFILE_MUTATIONS: mutations, RAW_FILE_RECEIVED: raw_files}
         stack.callback(kat.stop)
         settings = demo_settings(base, kat, services, prefix)
         context = AppContext.create(settings)
         stack.callback(lambda: _forget(context, prefix))
+        _schedule_reports(context, sorted(world.organisations))
 
         events = EventCount()
         if services.bus is not None:
-            handlers = EventHandlers(context)
-            services.bus.subscribe(mutations, ScanProfileMutation, events.counting(handlers.on_mutation))
-            services.bus.subscribe(raw_files, RawFileReceived, events.counting(handlers.on_raw_file))
+            for subscription in subscriptions(context):
+                services.bus.subscribe(names[subscription.queue], subscription.listener.message_model,
+                                       events.counting(subscription.handle))
         else:
             stack.callback(delete_rabbitmq_queues, base.queue_uri, [mutations, raw_files])
-            events.listeners = start_listeners(context, mutations, raw_files)
+            events.listeners = start_listeners(context, names)
             stack.callback(lambda: _stop_listeners(events.listeners))
 
         app = Celery(prefix, broker=services.redis_url, set_as_current=False)
@@ -112,7 +117,7 @@ def run_demo(options: DemoOptions, out: Any = None) -> dict[str, int]:
         runner = create_runner_app(settings, handler=use_simulation(kat), broker_url=services.redis_url)
         stack.enter_context(start_worker(runner, pool="threads", concurrency=options.runner_threads,
                                          perform_ping_check=False, loglevel="WARNING", shutdown_timeout=30,
-                                         queues=[settings.boefje_celery_queue, settings.normalizer_celery_queue]))
+                                         queues=[settings.hand_off(kind).celery_queue for kind in KINDS]))
         dispatcher = Dispatcher.from_context(app, context)
         dispatcher.start()
         stack.callback(dispatcher.stop)
@@ -128,6 +133,15 @@ def run_demo(options: DemoOptions, out: Any = None) -> dict[str, int]:
         text, figures = summary(context, added)
         print(text, file=out)
         return figures
+
+
+def _schedule_reports(context: AppContext, organisations: list[str]) -> None:
+    """A report recipe per organisation, every minute from now, as Rocky schedules one."""
+    now = datetime.fromtimestamp(context.clock_ms() / 1000, tz=UTC)
+    for organisation in organisations:
+        task = ReportTask(organisation_id=organisation, report_recipe_id=f"demo-recipe-{organisation}")
+        context.schedules["report"].new(organisation, task.model_dump(mode="json", exclude={"id"}), task.hash,
+                                        cron="* * * * *", deadline_at=now, now=now)
 
 
 def _tick(beat: KatScheduler, stop: threading.Event) -> None:

@@ -57,25 +57,17 @@ def summary(context: AppContext, added_objects: set[tuple[str, str]]) -> tuple[s
     """The closing lines, and the figures a test can check."""
     tally = Tally.read(context)
     closed_loops = len(added_objects & tally.scanned_objects)
-    figures = {
-        "boefje_created": tally.total("boefje"),
-        "boefje_completed": tally.count("boefje", TaskStatus.COMPLETED),
-        "boefje_failed": tally.count("boefje", TaskStatus.FAILED),
-        "normalizer_created": tally.total("normalizer"),
-        "normalizer_completed": tally.count("normalizer", TaskStatus.COMPLETED),
-        "normalizer_failed": tally.count("normalizer", TaskStatus.FAILED),
-        "objects_added": len(added_objects),
-        "closed_loops": closed_loops,
-    }
-    text = "\n".join([
-        "summary",
-        f"  boefje tasks:     {figures['boefje_created']} created, {figures['boefje_completed']} run, "
-        f"{figures['boefje_failed']} failed",
-        f"  normalizer tasks: {figures['normalizer_created']} created, {figures['normalizer_completed']} run, "
-        f"{figures['normalizer_failed']} failed",
-        f"  closed loops:     {closed_loops} (boefje -> raw file -> normalizer -> new object -> new boefje task; "
-        f"{len(added_objects)} objects added)",
-    ])
+    figures: dict[str, int] = {}
+    lines = ["summary"]
+    for kind in context.queues:
+        created, run, failed = (tally.total(kind), tally.count(kind, TaskStatus.COMPLETED),
+                                tally.count(kind, TaskStatus.FAILED))
+        figures |= {f"{kind}_created": created, f"{kind}_completed": run, f"{kind}_failed": failed}
+        lines.append(f"  {kind + ' tasks:':<18}{created} created, {run} run, {failed} failed")
+    figures |= {"objects_added": len(added_objects), "closed_loops": closed_loops}
+    lines.append(f"  closed loops:     {closed_loops} (boefje -> raw file -> normalizer -> new object -> new boefje "
+                 f"task; {len(added_objects)} objects added)")
+    text = "\n".join(lines)
     return text, figures
 
 

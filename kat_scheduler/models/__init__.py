@@ -7,13 +7,12 @@ from kat_scheduler.models.schedule import Schedule
 from kat_scheduler.models.tasks import (
     ACTIVE_STATUSES,
     FINAL_STATUSES,
-    PAYLOAD_MODELS,
     BoefjeTask,
     NormalizerRef,
     NormalizerTask,
     Task,
+    TaskPayload,
     TaskStatus,
-    TaskType,
     identity_hash,
     new_task_id,
 )
@@ -22,7 +21,6 @@ __all__ = [
     "ACTIVE_STATUSES",
     "FINAL_STATUSES",
     "OOI",
-    "PAYLOAD_MODELS",
     "BoefjeMeta",
     "BoefjeRef",
     "BoefjeTask",
@@ -37,8 +35,8 @@ __all__ = [
     "ScanProfileMutation",
     "Schedule",
     "Task",
+    "TaskPayload",
     "TaskStatus",
-    "TaskType",
     "identity_hash",
     "new_task_id",
 ]

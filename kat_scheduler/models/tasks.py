@@ -9,7 +9,7 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 from functools import cached_property
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import mmh3
 from pydantic import BaseModel, ConfigDict, Field
@@ -81,12 +81,41 @@ class NormalizerRef(BaseModel):
     version: Text | None = None
 
 
-class BoefjeTask(BaseModel):
-    """The payload of a boefje task. Frozen, so that its identity hash can be computed once."""
+class TaskPayload(BaseModel):
+    """What a runner receives, for any kind of work (kinds/ declares which model each kind uses).
+
+    Frozen, so that the identity hash is computed once. A kind's model says its work identity (the
+    parts that make two tasks the same work), its organisation, its object (if any) and its plugin."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     id: TaskId = Field(default_factory=new_task_id)
+
+    @property
+    def identity(self) -> tuple[str | None, ...]:
+        raise NotImplementedError
+
+    @cached_property
+    def hash(self) -> str:
+        return identity_hash(self.identity)
+
+    # Every kind's model has these three, as fields or properties: the organisation, the Octopoes object
+    # the work is on (None for none: its deletion then cancels nothing) and the plugin (for pop filters).
+    # Declared for type checkers only, so that pydantic does not take a subclass's field for a shadow.
+    if TYPE_CHECKING:
+        @property
+        def organization(self) -> str: ...
+
+        @property
+        def input_ooi(self) -> str | None: ...
+
+        @property
+        def plugin_id(self) -> str: ...
+
+
+class BoefjeTask(TaskPayload):
+    """The payload of a boefje task."""
+
     boefje: BoefjeRef
     input_ooi: Name | None = None
     organization: OrganisationId
@@ -96,21 +125,14 @@ class BoefjeTask(BaseModel):
         """The work: this boefje on this object (or on none) for this organisation."""
         return (self.input_ooi or None, self.boefje.id, self.organization)
 
-    @cached_property
-    def hash(self) -> str:
-        return identity_hash(self.identity)
-
     @property
     def plugin_id(self) -> str:
         return self.boefje.id
 
 
-class NormalizerTask(BaseModel):
-    """The payload of a normalizer task. Frozen, so that its identity hash can be computed once."""
+class NormalizerTask(TaskPayload):
+    """The payload of a normalizer task."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    id: TaskId = Field(default_factory=new_task_id)
     normalizer: NormalizerRef
     raw_data: RawData
 
@@ -127,20 +149,9 @@ class NormalizerTask(BaseModel):
         """The work: this normalizer on the output of this boefje run, for this organisation."""
         return (self.normalizer.id, self.raw_data.boefje_meta.id, self.organization)
 
-    @cached_property
-    def hash(self) -> str:
-        return identity_hash(self.identity)
-
     @property
     def plugin_id(self) -> str:
         return self.normalizer.id
-
-
-TaskType = Literal["boefje", "normalizer"]
-PAYLOAD_MODELS: dict[str, type[BoefjeTask] | type[NormalizerTask]] = {
-    "boefje": BoefjeTask,
-    "normalizer": NormalizerTask,
-}
 
 
 class Task(BaseModel):

@@ -1,4 +1,4 @@
-"""The Redis priority queue of one kind of task (boefje or normalizer).
+"""The Redis priority queue of one kind of task (boefje, normalizer, report: kinds/).
 
 Every operation is one call of the Lua function beside this module (queue.lua), so any number of
 processes can push, claim and ack at once: Redis runs each call alone. Lower scores are served
@@ -20,7 +20,8 @@ from typing import Any
 import redis
 from pydantic import ValidationError
 
-from kat_scheduler.models.tasks import PAYLOAD_MODELS, BoefjeTask, NormalizerTask, TaskStatus
+from kat_scheduler.kinds import KINDS
+from kat_scheduler.models.tasks import TaskPayload, TaskStatus
 from kat_scheduler.queues.errors import InvalidItem
 from kat_scheduler.queues.lua_library import LuaLibrary
 from kat_scheduler.repositories.task_records import SEP, TaskRecord, TaskRepository
@@ -31,7 +32,7 @@ MEMBER_SEQ_LENGTH = 16  # hex digits before the task id in a sorted-set member
 PUSH_CHUNK = 500  # items per script call in a batch push: keeps each call short for other clients
 CLAIM_CHUNK = 100  # tasks per script call in a claim: one call of a filtered claim of 1,000 holds Redis ~5 ms
 
-Payload = BoefjeTask | NormalizerTask
+Payload = TaskPayload
 
 
 def wall_clock_ms() -> int:
@@ -120,12 +121,12 @@ class PriorityQueue:
         """`dead_letter_retention_seconds`: dead letters older than that are dropped by the reaps (0: kept
         until dropped by hand). `keep_last_runs`: record when each work identity last ended (P:lastrun),
         for rankers that ask."""
-        if kind not in PAYLOAD_MODELS:
-            raise ValueError(f"unknown task kind {kind!r}; expected one of {sorted(PAYLOAD_MODELS)}")
+        if kind not in KINDS:
+            raise ValueError(f"unknown task kind {kind!r}; expected one of {sorted(KINDS)}")
         # Replies are str (decode_responses=True); redis-py's annotations cannot say so.
         self.client: Any = StoreClient(client, f"queue {kind}")
         self.kind = kind
-        self.payload_model = PAYLOAD_MODELS[kind]
+        self.payload_model = KINDS[kind].payload
         self.base = "{" + f"{prefix}:{kind}" + "}"
         self.maxsize = maxsize
         self.lease_ms = int(lease_seconds * 1000)
@@ -153,7 +154,7 @@ class PriorityQueue:
         field types (models/inputs.py) keep key names and the record's separators safe."""
         if isinstance(payload, self.payload_model):
             return payload
-        if isinstance(payload, BoefjeTask | NormalizerTask):
+        if isinstance(payload, TaskPayload):
             raise InvalidItem("data", f"a {type(payload).__name__} does not belong on the {self.kind} queue")
         try:
             validated = self.payload_model.model_validate(payload)

@@ -1,4 +1,5 @@
-"""The reference runner (docs/dispatch.md): `celery -A kat_scheduler.runner worker -Q boefjes,normalizers -E`."""
+"""The reference runner (docs/dispatch.md):
+`celery -A kat_scheduler.runner worker -Q boefjes,normalizers,reports -E`."""
 
 from celery import Celery
 

@@ -124,8 +124,16 @@ class SimulatedRunner:
     def __call__(self, kind: str, payload: dict[str, Any]) -> None:
         if kind == "boefje":
             self.run_boefje(payload)
-        else:
+        elif kind == "normalizer":
             self.run_normalizer(payload)
+        else:
+            self.run_other(kind, payload)
+
+    def run_other(self, kind: str, payload: dict[str, Any]) -> None:
+        """A report (or a kind this runner does not simulate): the work is only logged as done."""
+        organisation = str(payload.get("organisation_id") or payload.get("organization") or "?")
+        logger.info("task %s (%s, organisation %s): made (simulated)", payload.get("id"), kind, organisation,
+                    extra=task_fields(str(payload.get("id")), kind, organisation))
 
     def run_boefje(self, payload: dict[str, Any]) -> None:
         """Save a boefje meta (its id is the task's, as OpenKAT's runner does) and a raw file; Bytes

@@ -1,6 +1,7 @@
-"""The reference runner: a Celery app with OpenKAT's two runner tasks, doing what a handler says.
+"""The reference runner: a Celery app with OpenKAT's runner tasks (one per kind of work), doing what a
+handler says.
 
-    celery -A kat_scheduler.runner worker -Q boefjes,normalizers -E
+    celery -A kat_scheduler.runner worker -Q boefjes,normalizers,reports -E
 
 Its defaults keep the dispatcher's priority honest: a worker takes one message per free process
 (prefetch multiplier 1) and acknowledges it only when done (acks late), so a message is never held
@@ -20,6 +21,7 @@ from celery import Celery, Task
 from kat_scheduler.broker_reconnect import WORKER_CONSUMER
 from kat_scheduler.config import Settings, load_settings
 from kat_scheduler.config.celery_overrides import operator_overrides
+from kat_scheduler.kinds import KINDS
 from kat_scheduler.logging_setup import task_fields
 from kat_scheduler.runner.once import AlreadyRan, RunOnce
 
@@ -59,7 +61,7 @@ def load_handler(path: str) -> Handler:
 
 
 def register_runner_tasks(app: Celery, settings: Settings, handler: Handler | None = None) -> None:
-    """Add the two tasks under the settings' names; without `handler`, SCHEDULER_RUNNER_HANDLER's is
+    """Add a task per kind of work under its hand-off's name; without `handler`, SCHEDULER_RUNNER_HANDLER's is
     loaded at the first task, in the worker."""
     chosen: list[Handler] = [handler] if handler is not None else []
     once = RunOnce(settings)
@@ -77,16 +79,18 @@ def register_runner_tasks(app: Celery, settings: Settings, handler: Handler | No
             logger.warning("task %s (%s, organisation %s) was delivered again after it ran; skipped",
                            task.request.id, kind, organisation, extra=task_fields(task.request.id, kind, organisation))
 
-    @app.task(name=settings.boefje_task_name, bind=True, shared=False)
-    def handle_boefje(self: Task, payload: dict[str, Any]) -> None:
-        run("boefje", payload, self)
+    def task_for(kind: str) -> Callable[..., None]:
+        def handle(self: Task, payload: dict[str, Any]) -> None:
+            run(kind, payload, self)
+        handle.__name__ = f"handle_{kind}"
+        return handle
 
-    @app.task(name=settings.normalizer_task_name, bind=True, shared=False)
-    def handle_normalizer(self: Task, payload: dict[str, Any]) -> None:
-        run("normalizer", payload, self)
-
-    app.conf.task_routes = {settings.boefje_task_name: {"queue": settings.boefje_celery_queue},
-                            settings.normalizer_task_name: {"queue": settings.normalizer_celery_queue}}
+    routes = {}
+    for kind in KINDS:  # one task per registered kind of work, under the name its hand-off gives
+        hand_off = settings.hand_off(kind)
+        app.task(name=hand_off.task_name, bind=True, shared=False)(task_for(kind))
+        routes[hand_off.task_name] = {"queue": hand_off.celery_queue}
+    app.conf.task_routes = routes
 
 
 def create_runner_app(settings: Settings | None = None, handler: Handler | None = None,
@@ -103,6 +107,7 @@ def create_runner_app(settings: Settings | None = None, handler: Handler | None 
 
 
 def _organisation(kind: str, payload: dict[str, Any]) -> str:
-    if kind == "normalizer":
-        return str(payload.get("raw_data", {}).get("boefje_meta", {}).get("organization", "?"))
-    return str(payload.get("organization", "?"))
+    try:
+        return KINDS[kind].payload.model_validate(payload).organization
+    except ValueError:  # the handler reports what is wrong with it
+        return "?"

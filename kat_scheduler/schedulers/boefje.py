@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 
+from kat_scheduler.connectors.listeners.openkat import SCAN_PROFILE_MUTATIONS, ScanProfileMutationListener
 from kat_scheduler.connectors.services import ServiceError
 from kat_scheduler.context import AppContext
 from kat_scheduler.logging_setup import task_fields
@@ -30,10 +31,10 @@ from kat_scheduler.models import (
 )
 from kat_scheduler.models.tasks import new_task_id
 from kat_scheduler.queues import PushOutcome, PushResult
-from kat_scheduler.rankers import BoefjeRanker, RankingContext
+from kat_scheduler.rankers import RankingContext
 from kat_scheduler.repositories.boefje_catalogue import BoefjeCatalogueRepository
 from kat_scheduler.repositories.schedules import from_ms
-from kat_scheduler.schedulers.base import TRANSIENT_ERRORS, Scheduler, register
+from kat_scheduler.schedulers.base import TRANSIENT_ERRORS, BeatStep, Scheduler, Subscription, patiently, register
 from kat_scheduler.schedulers.deadlines import freshness_seconds, next_cron, next_deadline, valid_cron
 
 logger = logging.getLogger(__name__)
@@ -69,16 +70,35 @@ class Candidate:
 @register
 class BoefjeScheduler(Scheduler):
     kind = "boefje"
-    ranker = BoefjeRanker()
     runs_schedules = True
 
     def __init__(self, context: AppContext) -> None:
         super().__init__(context)
+        self._next_refresh = 0.0
         self.schedules = self.context.schedules[self.kind]
         self.records = self.queue.records
         self.catalogue = BoefjeCatalogueRepository(self.context.redis, self.settings.key_prefix)
         # Lookups in Bytes and Octopoes, several at a time: a batch waits for the slowest, not for the sum.
         self._lookups = ThreadPoolExecutor(max_workers=8, thread_name_prefix="lookups")
+
+    # -- what drives it ------------------------------------------------------------------------
+
+    def subscriptions(self) -> list[Subscription]:
+        return [Subscription(SCAN_PROFILE_MUTATIONS, ScanProfileMutationListener, self._patient_mutation,
+                             self._patient_mutations)]
+
+    def beat_steps(self) -> list[BeatStep]:
+        return [("refresh organisations", lambda beat: self.refresh_organisations(beat.keep_going)),
+                ("queue new boefjes for existing objects",
+                 lambda beat: self.work_on_new_boefjes_for(beat.tick_seconds / 2, beat.keep_going)),
+                *super().beat_steps()]
+
+    def _patient_mutation(self, event: ScanProfileMutation) -> None:
+        patiently(lambda: self.on_mutation(event),
+                  f"organisation {event.client_id}: {event.operation} of {event.primary_key}")
+
+    def _patient_mutations(self, events: list[ScanProfileMutation]) -> None:
+        patiently(lambda: self.on_mutations(events), f"a batch of {len(events)} scan profile mutations")
 
     # -- scan profile mutations ------------------------------------------------------------------
 
@@ -352,6 +372,16 @@ class BoefjeScheduler(Scheduler):
         return None, plugin
 
     # -- boefjes enabled since the last look ----------------------------------------------------
+
+    def refresh_organisations(self, keep_going: Callable[[], bool] = lambda: True) -> None:
+        """Every SCHEDULER_ORGANISATION_REFRESH_SECONDS, look for boefjes enabled since the last look."""
+        if time.monotonic() < self._next_refresh:
+            return
+        self._next_refresh = time.monotonic() + self.settings.organisation_refresh_seconds
+        for organisation in self.context.katalogus.get_organisations():
+            if not keep_going():
+                return
+            self.discover_new_boefjes(organisation.id)
 
     def discover_new_boefjes(self, organisation: str) -> list[str]:
         """Compare the organisation's enabled boefjes with those seen before; start passes for new ones."""

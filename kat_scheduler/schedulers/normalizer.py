@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import logging
 
+from kat_scheduler.connectors.listeners.openkat import RAW_FILE_RECEIVED, RawFileReceivedListener
 from kat_scheduler.logging_setup import task_fields
 from kat_scheduler.models import NormalizerRef, NormalizerTask, Plugin, RawData, RawFileReceived
 from kat_scheduler.queues import PushOutcome, PushResult
-from kat_scheduler.rankers import NormalizerRanker, RankingContext
-from kat_scheduler.schedulers.base import Scheduler, register
+from kat_scheduler.rankers import RankingContext
+from kat_scheduler.schedulers.base import Scheduler, Subscription, patiently, register
 
 logger = logging.getLogger(__name__)
 
@@ -22,7 +23,13 @@ def failed_run(raw_data: RawData) -> bool:
 @register
 class NormalizerScheduler(Scheduler):
     kind = "normalizer"
-    ranker = NormalizerRanker()
+
+    def subscriptions(self) -> list[Subscription]:
+        return [Subscription(RAW_FILE_RECEIVED, RawFileReceivedListener, self._patient_raw_file)]
+
+    def _patient_raw_file(self, event: RawFileReceived) -> None:
+        patiently(lambda: self.on_raw_file(event),
+                  f"organisation {event.organization}: raw file {event.raw_data.id}")
 
     def on_raw_file(self, event: RawFileReceived) -> list[PushResult]:
         """Handle one `raw_file_received` message; returns what was pushed."""

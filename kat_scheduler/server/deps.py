@@ -7,7 +7,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from kat_scheduler.context.context import KINDS, AppContext
+from kat_scheduler.context.context import AppContext
+from kat_scheduler.kinds import KINDS
 from kat_scheduler.queues import PriorityQueue
 from kat_scheduler.server.config import ApiSettings
 from kat_scheduler.server.errors import ApiError
@@ -37,7 +38,7 @@ State = Annotated[ApiState, Depends(get_state)]
 
 
 def queue_of(state: ApiState, scheduler_id: str) -> PriorityQueue:
-    """The queue of a scheduler id ("boefje" or "normalizer"); 404 for any other."""
+    """The queue of a scheduler id (a kind of work: "boefje", "normalizer", "report"); 404 for any other."""
     if scheduler_id not in KINDS or scheduler_id not in state.context.queues:
         raise ApiError(404, f"no scheduler {scheduler_id!r}; the schedulers are {', '.join(KINDS)}")
     return state.context.queues[scheduler_id]

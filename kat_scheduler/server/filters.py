@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from kat_scheduler.kinds import KINDS
 from kat_scheduler.server.errors import ApiError
 
 MAX_CONDITIONS = 50  # in one filter body
@@ -336,9 +337,8 @@ def _find_piece(text: str, piece: list[str | None], start: int, end: int) -> int
 
 # -- pops: which plugins a runner will take --------------------------------------------------------
 
-# The payload paths that name a task's plugin and its image. Like OpenKAT's scheduler, a condition on
-# the other kind's path (data.boefje.id on the normalizer queue) matches no task.
-PLUGIN_ID_PATHS = {"boefje": ("boefje", "id"), "normalizer": ("normalizer", "id")}
+# The payload paths that name a task's plugin (each kind's `plugin_path`) and its image. Like OpenKAT's
+# scheduler, a condition on another kind's path (data.boefje.id on the normalizer queue) matches no task.
 ANY_KIND_PLUGIN_PATHS = {("plugin_id",), ("plugin", "id")}
 OCI_IMAGE_PATHS = {("boefje", "oci_image"), ("oci_image",)}
 
@@ -392,10 +392,11 @@ def plugin_constraints(filters: FilterSet, kind: str) -> PopFilter:
 
 def _constraint(condition: Condition, kind: str) -> PluginConstraint:
     path = condition.path[1:] if condition.path[:1] == ("data",) and len(condition.path) > 1 else condition.path
-    plugin_paths = {*PLUGIN_ID_PATHS.values(), *ANY_KIND_PLUGIN_PATHS}
+    plugin_paths = {*(known.plugin_path for known in KINDS.values()), *ANY_KIND_PLUGIN_PATHS}
     if path not in plugin_paths and path not in OCI_IMAGE_PATHS:
-        raise ApiError(400, f"pop filters: cannot filter on {'.'.join(condition.path)!r}; use data.boefje.id, "
-                       "data.normalizer.id or data.boefje.oci_image", field="filters")
+        named = ", ".join(f"data.{'.'.join(known.plugin_path)}" for known in KINDS.values())
+        raise ApiError(400, f"pop filters: cannot filter on {'.'.join(condition.path)!r}; use {named} "
+                       "or data.boefje.oci_image", field="filters")
     if condition.operator not in (Operator.EQ, Operator.IN):
         raise ApiError(400, f"pop filters: operator {condition.operator.value!r} is not supported; use in or eq",
                        field="filters.operator")
@@ -404,6 +405,6 @@ def _constraint(condition: Condition, kind: str) -> PluginConstraint:
         raise ApiError(400, "pop filters: plugin ids and images are strings", field="filters.value")
     if path in OCI_IMAGE_PATHS:
         return PluginConstraint(by_image=True, values=frozenset(values) if kind == "boefje" else frozenset())
-    if path not in ANY_KIND_PLUGIN_PATHS and path != PLUGIN_ID_PATHS.get(kind):
+    if path not in ANY_KIND_PLUGIN_PATHS and path != KINDS[kind].plugin_path:
         return PluginConstraint(by_image=False, values=frozenset())  # the other kind's plugin: no task has it
     return PluginConstraint(by_image=False, values=frozenset(values))

@@ -14,8 +14,9 @@ compare priorities as they always did.
 
 from __future__ import annotations
 
+from kat_scheduler.kinds import KINDS
 from kat_scheduler.queues import PriorityQueue
-from kat_scheduler.rankers import RANKERS, RankingContext
+from kat_scheduler.rankers import RankingContext
 
 MANUAL_PRIORITY = 1
 MAX_OFFSET_SECONDS = 3600
@@ -23,7 +24,7 @@ MAX_OFFSET_SECONDS = 3600
 
 def score_for(queue: PriorityQueue, priority: int | None, identity_hash: str, now_ms: int,
               grace_period_seconds: int) -> int:
-    ranker = RANKERS[queue.kind]()
+    ranker = KINDS[queue.kind].ranking()
     if priority is not None and priority <= MANUAL_PRIORITY:
         return ranker.rank(RankingContext(now_ms=now_ms, manual=True))
     if priority is None:

@@ -1,5 +1,5 @@
-"""/schedulers: the two queues ("boefje", "normalizer") as OpenKAT's schedulers, and pushing to and
-popping from them."""
+"""/schedulers: the queue of each kind of work ("boefje", "normalizer", "report") as OpenKAT's
+schedulers, and pushing to and popping from them."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 
-from kat_scheduler.context.context import KINDS
+from kat_scheduler.kinds import KINDS
 from kat_scheduler.logging_setup import task_fields
 from kat_scheduler.models import FINAL_STATUSES, Task, TaskStatus, new_task_id
 from kat_scheduler.models.inputs import UnfitInput, canonical_task_id

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from kat_scheduler.context.context import KINDS
+from kat_scheduler.kinds import KINDS
 from kat_scheduler.models import Schedule
 from kat_scheduler.queues import PriorityQueue
 from kat_scheduler.repositories import DuplicateSchedule, ScheduleRepository

@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from kat_scheduler.context.context import KINDS
+from kat_scheduler.kinds import KINDS
 from kat_scheduler.logging_setup import task_fields
 from kat_scheduler.models import Task, TaskStatus
 from kat_scheduler.queues import Change, Outcome, PriorityQueue
@@ -41,7 +41,7 @@ async def list_tasks(
     request: Request,
     state: State,
     scheduler_id: Annotated[str | None, Query(max_length=200)] = None,
-    task_type: Annotated[str | None, Query(max_length=200, description="boefje or normalizer")] = None,
+    task_type: Annotated[str | None, Query(max_length=200, description="a kind: boefje, normalizer, report")] = None,
     organisation: Annotated[str | None, Query(max_length=200)] = None,
     status: TaskStatus | None = None,
     min_created_at: UtcDatetime | None = None,

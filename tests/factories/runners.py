@@ -18,6 +18,7 @@ from celery import Celery
 
 from kat_scheduler.config import load_settings
 from kat_scheduler.dispatcher import Dispatcher, DispatchOptions, routes_from
+from kat_scheduler.kinds import KINDS
 from kat_scheduler.queues import PriorityQueue
 from kat_scheduler.runner.handlers import read_starts, starts_key
 from tests.factories.tasks import make_queue
@@ -36,12 +37,14 @@ class Lane:
         self.prefix = prefix
         self.boefje_queue = f"{prefix}-boefjes"
         self.normalizer_queue = f"{prefix}-normalizers"
-        self.settings = load_settings(key_prefix=prefix, boefje_celery_queue=self.boefje_queue,
-                                      normalizer_celery_queue=self.normalizer_queue, boefje_slots=boefje_slots,
-                                      normalizer_slots=normalizer_slots, lease_seconds=lease_seconds)
+        self.report_queue = f"{prefix}-reports"
+        self.settings = load_settings(key_prefix=prefix, lease_seconds=lease_seconds, hand_offs={
+            "boefje": {"celery_queue": self.boefje_queue, "slots": boefje_slots},
+            "normalizer": {"celery_queue": self.normalizer_queue, "slots": normalizer_slots},
+            "report": {"celery_queue": self.report_queue, "slots": 1}})
         self.queues: dict[str, PriorityQueue] = {
             kind: make_queue(client, prefix, kind, lease_seconds=lease_seconds, max_attempts=max_attempts)
-            for kind in ("boefje", "normalizer")
+            for kind in KINDS
         }
         self.starts_key = starts_key(prefix)
 
@@ -100,9 +103,11 @@ class RunnerProcess:
                    SCHEDULER_KEY_PREFIX=lane.prefix, SCHEDULER_RUNNER_HANDLER=handler,
                    SCHEDULER_RUNNER_HOLD_SECONDS=str(hold_seconds),
                    SCHEDULER_BOEFJE_CELERY_QUEUE=lane.boefje_queue,
-                   SCHEDULER_NORMALIZER_CELERY_QUEUE=lane.normalizer_queue, PYTHONPATH=str(ROOT))
+                   SCHEDULER_NORMALIZER_CELERY_QUEUE=lane.normalizer_queue,
+                   SCHEDULER_REPORT_CELERY_QUEUE=lane.report_queue, PYTHONPATH=str(ROOT))
         self.process = subprocess.Popen(
-            [CELERY, "-A", "kat_scheduler.runner", "worker", "-Q", f"{lane.boefje_queue},{lane.normalizer_queue}",
+            [CELERY, "-A", "kat_scheduler.runner", "worker", "-Q",
+             f"{lane.boefje_queue},{lane.normalizer_queue},{lane.report_queue}",
              "-E", "-P", pool, "-c", str(concurrency), "-n", self.hostname, "--loglevel", log_level,
              "--without-gossip", "--without-mingle"],
             env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from kat_scheduler.connectors.listeners.openkat import RAW_FILE_RECEIVED, SCAN_PROFILE_MUTATIONS
 from kat_scheduler.context import AppContext
 from kat_scheduler.listening import start_listeners
 from kat_scheduler.simulation import SimulatedKAT
@@ -31,7 +32,8 @@ def test_two_workers_turn_every_event_into_its_tasks_once(
     mutations_queue, raw_queue = queues
     for queue in queues:  # as Octopoes and Bytes do: a message to a queue nobody declared is dropped
         rabbit_publisher.declare(queue)
-    workers = [start_listeners(context, mutations_queue, raw_queue) for _ in range(2)]
+    names = {SCAN_PROFILE_MUTATIONS: mutations_queue, RAW_FILE_RECEIVED: raw_queue}
+    workers = [start_listeners(context, names) for _ in range(2)]
     try:
         hosts = [f"Hostname|internet|host{n}.example" for n in range(300)]
         for host in hosts:  # a create queues dns, on-create and on-both

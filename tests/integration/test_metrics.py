@@ -19,6 +19,7 @@ import redis
 from prometheus_client import CollectorRegistry, generate_latest
 
 from kat_scheduler.config import load_settings
+from kat_scheduler.kinds import KINDS
 from kat_scheduler.leadership import Leadership, beat_leader_key
 from kat_scheduler.metrics import QueueCollector
 from kat_scheduler.queues import PriorityQueue, connect
@@ -136,7 +137,7 @@ def test_our_keys_cannot_be_celery_queues_flower_measures(sequence: Sequence, re
     assert len(keys) > 10
     assert all(key.startswith("{" + key_prefix + ":") for key in keys), sorted(keys)
     settings = load_settings()
-    celery_queues = {"celery", settings.boefje_celery_queue, settings.normalizer_celery_queue}
+    celery_queues = {"celery", *(settings.hand_off(kind).celery_queue for kind in KINDS)}
     assert not any(key.split("\x06")[0] in celery_queues for key in keys)
     [head] = real_redis.zrange("{" + key_prefix + ":boefje}:q:org-b", 0, 0)
     assert pushed_at_ms(str(head)) == T0

@@ -18,6 +18,7 @@ import pytest
 import redis
 
 from kat_scheduler.config import load_settings
+from kat_scheduler.connectors.listeners.openkat import RAW_FILE_RECEIVED, SCAN_PROFILE_MUTATIONS
 from kat_scheduler.context import AppContext
 from kat_scheduler.listening import start_listeners
 from kat_scheduler.queues import connect
@@ -94,7 +95,8 @@ def test_a_redis_outage_holds_the_events_and_loses_none(
                              schedule_jitter_seconds=0)
     context = AppContext.create(settings, redis_client=connect(own_redis.url))
     rabbit_publisher.declare(mutations_queue)
-    listeners = start_listeners(context, mutations_queue, f"{mutations_queue}-raw")
+    listeners = start_listeners(context, {SCAN_PROFILE_MUTATIONS: mutations_queue,
+                                          RAW_FILE_RECEIVED: f"{mutations_queue}-raw"})
     [(listener, _), *_] = listeners
     hosts = iter(f"Hostname|internet|outage{n}.example" for n in range(10_000))
     published = 0

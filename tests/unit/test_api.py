@@ -73,11 +73,12 @@ def pushed(api: TestClient, data: dict[str, Any] | None = None, **fields: Any) -
 # -- schedulers -------------------------------------------------------------------------------------
 
 
-def test_schedulers_are_the_two_kinds_with_their_queue_size(api: TestClient) -> None:
+def test_schedulers_are_the_three_kinds_with_their_queue_size(api: TestClient) -> None:
     pushed(api)
     answer = api.get("/schedulers").json()
     assert [(s["id"], s["type"], s["item_type"], s["qsize"]) for s in answer] == [
-        ("boefje", "boefje", "BoefjeTask", 1), ("normalizer", "normalizer", "NormalizerTask", 0)]
+        ("boefje", "boefje", "BoefjeTask", 1), ("normalizer", "normalizer", "NormalizerTask", 0),
+        ("report", "report", "ReportTask", 0)]
     assert answer[0]["last_activity"] is not None and answer[1]["last_activity"] is None
     assert api.get("/schedulers/normalizer").json()["qsize"] == 0
     assert api.get("/schedulers/nope").status_code == 404

@@ -116,7 +116,8 @@ def test_a_pass_is_bounded_and_the_next_pass_continues(make_beat: Callable[..., 
     beat = make_beat()
     beat.tick()  # the first pass also looks at the organisation's boefjes: every enabled one is new
     assert beat_context.boefjes.size() == 1  # one page (of one object here) when half a tick is up
-    assert beat.boefjes.catalogue.jobs()
-    wait_for(lambda: [lead(beat)] and not beat.boefjes.catalogue.jobs(), 10, "the passes to finish")
+    [boefjes] = [s for s in beat.schedulers if isinstance(s, BoefjeScheduler)]
+    assert boefjes.catalogue.jobs()
+    wait_for(lambda: [lead(beat)] and not boefjes.catalogue.jobs(), 10, "the passes to finish")
     queued = beat_context.boefjes.counts()
     assert queued == {ORG: 3}  # dns on a and b, nmap on the IP

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from kat_scheduler.config.settings import Settings, env_name
+from kat_scheduler.config.settings import Settings, env_names
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -72,7 +72,7 @@ def test_our_processes_run_the_documented_commands(compose: dict[str, Any]) -> N
     assert commands["beat-1"].startswith("celery -A kat_scheduler beat")
     assert commands["beat-2"].startswith("celery -A kat_scheduler beat")
     assert commands["scheduler-worker"].startswith("celery -A kat_scheduler worker")
-    assert commands["runner"].startswith("celery -A kat_scheduler.runner worker -Q boefjes,normalizers -E")
+    assert commands["runner"].startswith("celery -A kat_scheduler.runner worker -Q boefjes,normalizers,reports -E")
     assert "flower --conf=flowerconfig.py" in commands["flower"]
     assert commands["api"] == "kat-scheduler api"
     for name in OUR_PROCESSES:
@@ -88,7 +88,7 @@ def test_every_variable_used_is_in_env_example_and_known(compose: dict[str, Any]
         environment = service.get("environment", {})
         names = environment if isinstance(environment, dict) else [e.split("=", 1)[0] for e in environment]
         assert set(names) <= set(defined), f"not in .env.example: {sorted(set(names) - set(defined))}"
-    settings = {env_name(name) for name in Settings.model_fields}
+    settings = env_names()
     assert set(defined) <= settings | OTHER_KNOWN, f"unknown variables: {sorted(set(defined) - settings - OTHER_KNOWN)}"
 
 

@@ -1,23 +1,40 @@
 """The worked examples of docs/extending.md, run: a new ranker and a new scheduler, each one class and
-one registration. The code between the `example` markers appears verbatim in docs/extending.md."""
+one registration, and a new kind of work, which the beat schedules, the API serves and the dispatcher
+hands to a Celery runner once it is registered. The code between the `example` markers appears
+verbatim in docs/extending.md."""
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import fakeredis
 import pytest
+from celery import Celery
+from celery.contrib.testing.worker import start_worker
+from fastapi.testclient import TestClient
 
+from kat_scheduler.beat import KatScheduler
 from kat_scheduler.config import load_settings
 from kat_scheduler.context import AppContext
-from kat_scheduler.models import BoefjeTask
+from kat_scheduler.dispatcher import Dispatcher, DispatchOptions, routes_from
+from kat_scheduler.kinds import KINDS, Kind, register_kind
+from kat_scheduler.kinds import report as report_module
+from kat_scheduler.models import BoefjeTask, TaskPayload
+from kat_scheduler.models.inputs import Name, OrganisationId
 from kat_scheduler.queues import PushOutcome, PushResult
 from kat_scheduler.rankers import MANUAL_LEAD_MS, RANKERS, Ranker, RankingContext, register
-from kat_scheduler.schedulers import SCHEDULERS, Scheduler
+from kat_scheduler.runner.handlers import StartRecorder, read_starts
+from kat_scheduler.runner.worker import RUNNER_DEFAULTS, register_runner_tasks
+from kat_scheduler.schedulers import SCHEDULERS, BeatStep, Scheduler
 from kat_scheduler.schedulers import register as register_scheduler
+from kat_scheduler.server import create_app
+from kat_scheduler.server.config import ApiSettings
+from kat_scheduler.simulation import SimulatedKAT
 from tests.factories.tasks import FakeClock
+from tests.factories.waiting import wait_for
 
 EXTENDING_MD = Path(__file__).resolve().parents[2] / "docs" / "extending.md"
 
@@ -61,11 +78,72 @@ class WatchlistScheduler(Scheduler):
 # --- end example: scheduler ---
 
 
+# --- example: kind ---
+class PingTask(TaskPayload):
+    """Is this host up? The payload a ping runner receives."""
+
+    organization: OrganisationId
+    host: Name
+    check: Name = "icmp"
+
+    @property
+    def identity(self) -> tuple[str | None, ...]:
+        """The work: this check of this host, for this organisation."""
+        return (self.host, self.check, self.organization)
+
+    @property
+    def input_ooi(self) -> str | None:
+        return None  # no Octopoes object: a delete in Octopoes cancels nothing
+
+    @property
+    def plugin_id(self) -> str:
+        return self.check
+
+
+@register
+class PingRanker(Ranker):
+    """First come, first served."""
+
+    name = "ping"
+    max_delay_ms = 0
+    uses_last_run = False
+
+    def delay_ms(self, context: RankingContext) -> int:
+        return 0
+
+
+PING = Kind(name="ping", payload=PingTask, ranker=PingRanker.name, task_name="tasks.handle_ping",
+            celery_queue="pings", plugin_path=("check",))
+
+
+class PingScheduler(Scheduler):
+    """Each pass of the beat, a ping of every host on the watch list whose last ping is done."""
+
+    kind = "ping"
+    watch_list = {"org1": ["192.0.2.1", "192.0.2.2"]}
+
+    def beat_steps(self) -> list[BeatStep]:
+        return [("ping the watch list", lambda beat: self.ping_all())]
+
+    def ping_all(self) -> list[PushResult]:
+        score = self.ranker.rank(RankingContext(now_ms=self.now_ms()))
+        return self.queue.push_many((PingTask(organization=organisation, host=host), score)
+                                    for organisation, hosts in self.watch_list.items() for host in hosts)
+
+
+def register_ping() -> None:
+    """What the kind's own module does when it is imported: the kind, then its scheduler."""
+    register_kind(PING)
+    register_scheduler(PingScheduler)
+# --- end example: kind ---
+
+
 @pytest.fixture(scope="module", autouse=True)
 def unregister_afterwards() -> Iterator[None]:
     """The examples register at import, as a real module would; the other tests' registries stay as they were."""
     yield
     RANKERS.pop("stale-first", None)
+    RANKERS.pop("ping", None)
     SCHEDULERS.pop("watchlist", None)
 
 
@@ -133,7 +211,68 @@ def examples() -> dict[str, str]:
 
 def test_docs_extending_md_shows_the_examples_verbatim() -> None:
     found = examples()
-    assert set(found) == {"ranker", "scheduler"}
+    assert set(found) == {"ranker", "scheduler", "kind"}
     document = EXTENDING_MD.read_text()
     for name, code in found.items():
         assert code.strip() in document, f"docs/extending.md no longer shows the {name} example of this file"
+    report_kind = inspect.getsource(report_module)
+    shown = report_kind[report_kind.index("class ReportTask"):].strip()
+    assert shown in document, "docs/extending.md no longer shows kat_scheduler/kinds/report.py as it is"
+
+
+# -- the new kind, registered: the beat, the API and the dispatcher find it -------------------------
+
+
+@pytest.fixture
+def ping_registered() -> Iterator[None]:
+    register_ping()
+    yield
+    KINDS.pop("ping", None)
+    SCHEDULERS.pop("ping", None)
+
+
+@pytest.fixture
+def ping_context(ping_registered: None, kat: SimulatedKAT, fake_redis: fakeredis.FakeRedis,
+                 key_prefix: str) -> Iterator[AppContext]:
+    settings = load_settings(katalogus_api=kat.katalogus_url, octopoes_api=kat.octopoes_url, bytes_api=kat.bytes_url,
+                             key_prefix=key_prefix, hand_offs={"ping": {"celery_queue": f"{key_prefix}-pings"}})
+    built = AppContext.create(settings, redis_client=fake_redis)
+    yield built
+    built.close()
+
+
+def test_a_registered_kind_is_scheduled_by_the_beat_served_by_the_api_and_dispatched(
+        ping_context: AppContext, key_prefix: str) -> None:
+    beat = KatScheduler(Celery("ping-beat", broker="memory://", set_as_current=False), context=ping_context)
+    try:
+        beat.tick()
+        beat._next_pass = 0.0
+        beat.tick()  # a second pass: the pings are queued already
+    finally:
+        beat.close()
+    pings = ping_context.queues["ping"]
+    assert sorted(record.data["host"] for record in pings.list_queued("org1")) == ["192.0.2.1", "192.0.2.2"]
+
+    with TestClient(create_app(ping_context, ApiSettings(api_token=None, reap_interval_seconds=0))) as api:
+        assert "ping" in [scheduler["id"] for scheduler in api.get("/schedulers").json()]
+        [popped] = api.post("/schedulers/ping/pop?limit=1").json()["results"]
+        assert popped["type"] == "ping" and popped["data"]["check"] == "icmp"
+        assert api.patch(f"/tasks/{popped['id']}", json={"status": "completed"}).status_code == 200
+
+    app = Celery(f"ping-{key_prefix}", broker="memory://")
+    app.conf.update(RUNNER_DEFAULTS)
+    app.conf.broker_transport_options = {"polling_interval": 0.005}
+    starts = f"{key_prefix}:ping-starts"
+    register_runner_tasks(app, ping_context.settings, StartRecorder(ping_context.redis, starts))
+    [left] = pings.list_queued("org1")
+    dispatcher = Dispatcher(app, ping_context.redis, ping_context.queues, routes_from(ping_context.settings),
+                            DispatchOptions(inspect_timeout=0.5))
+    with start_worker(app, pool="solo", perform_ping_check=False, queues=[f"{key_prefix}-pings"]):
+        dispatcher.start()
+        try:
+            wait_for(lambda: str(getattr(pings.records.get(left.id), "status", "")) == "completed", 15,
+                     "the ping to be dispatched and run")
+        finally:
+            dispatcher.stop()
+    assert [(line["id"], line["kind"]) for line in read_starts(ping_context.redis, starts)
+            if line["event"] == "start"] == [(left.id, "ping")]
