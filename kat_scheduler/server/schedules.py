@@ -87,7 +87,8 @@ async def create_schedule(request: Request, state: State) -> Schedule:
     if body.scheduler_id not in KINDS:
         raise ApiError(400, f"scheduler_id: {body.scheduler_id!r} is not one of {', '.join(KINDS)}",
                        field="scheduler_id")
-    if not SCHEDULERS[body.scheduler_id].runs_schedules:
+    scheduler = SCHEDULERS.get(body.scheduler_id)
+    if scheduler is None or not scheduler.runs_schedules:
         raise ApiError(400, f"scheduler_id: {body.scheduler_id} tasks are queued by events (a raw file for "
                        "a normalizer), not by schedules; a schedule for them would never run",
                        field="scheduler_id")
