@@ -5,7 +5,9 @@ through the `celery.beat_schedulers` entry point. Static `beat_schedule` entries
 leader runs them as Celery's own scheduler would. Every `SCHEDULER_BEAT_TICK_SECONDS` the leader
 also does one bounded scheduling pass:
 
-1. reap expired leases on every queue (back to the queue, or dead-lettered);
+1. reap expired leases on every queue (back to the queue, or dead-lettered), and every
+   `SCHEDULER_ORGANISATION_REFRESH_SECONDS` apply SCHEDULER_PLUGIN_LIMITS and
+   SCHEDULER_ORGANISATION_WEIGHTS (plugin_limits.py, organisation_weights.py);
 2. each registered scheduler's steps (`Scheduler.beat_steps`), in the order of registration: the
    boefje scheduler's look, every `SCHEDULER_ORGANISATION_REFRESH_SECONDS`, for boefjes enabled since
    the last look, its visit of existing objects for those new boefjes (pages of 1,000, for about half a
@@ -27,6 +29,7 @@ from typing import Any
 from celery import Celery
 from celery.beat import Scheduler as CeleryScheduler
 
+from kat_scheduler import organisation_weights, plugin_limits
 from kat_scheduler.context import AppContext
 from kat_scheduler.leadership import Leadership
 from kat_scheduler.schedulers import SCHEDULERS, BeatPass, Scheduler
@@ -44,6 +47,7 @@ class KatScheduler(CeleryScheduler):
         self.leadership = Leadership.of_beat(self.context.redis, settings.key_prefix, settings.beat_lease_seconds)
         self.schedulers: list[Scheduler] = [scheduler(self.context) for scheduler in SCHEDULERS.values()]
         self._next_pass = 0.0
+        self._next_limits = 0.0
         self._closed = False
         super().__init__(app, *args, **kwargs)
 
@@ -73,7 +77,10 @@ class KatScheduler(CeleryScheduler):
 
     def scheduling_pass(self) -> None:
         beat = BeatPass(self.tick_seconds, self.context.settings.schedule_batch_size, self.leadership.renew)
-        steps: list[tuple[str, Callable[[BeatPass], object]]] = [("reap expired leases", lambda _: self.reap())]
+        steps: list[tuple[str, Callable[[BeatPass], object]]] = [
+            ("reap expired leases", lambda _: self.reap()),
+            ("apply the configured plugin limits and weights", lambda _: self.apply_configured_limits()),
+        ]
         for scheduler in self.schedulers:
             steps += scheduler.beat_steps()
         for name, step in steps:
@@ -83,6 +90,13 @@ class KatScheduler(CeleryScheduler):
                 step(beat)
             except Exception:  # one failing step (a service down, say) must not stop the others
                 logger.exception("beat: %s failed; carrying on with the next step", name)
+
+    def apply_configured_limits(self) -> None:
+        if time.monotonic() < self._next_limits:
+            return
+        self._next_limits = time.monotonic() + self.context.settings.organisation_refresh_seconds
+        plugin_limits.apply_configured(self.context)
+        organisation_weights.apply_configured(self.context)
 
     def reap(self) -> None:
         for queue in self.context.queues.values():

@@ -22,6 +22,7 @@ HANDLERS = {
     "tasks show": "tasks:show_command",
     "schedules": "schedules:run",
     "dead-letters": "dead_letters:run",
+    "limits": "limits:run",
 }
 
 
@@ -111,6 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
                       help="an event queue whose <NAME>.dead to read (default: scan_profile_mutations and "
                            "raw_file_received; repeat for more)")
     _json_flag(dead)
+
+    limits = _command(commands, "limits", "list, set or delete plugin limits (over every organisation)",
+                      "limits [list] | set PLUGIN [--concurrency N] [--rate N/s|m|h|d] | delete PLUGIN")
+    limits.add_argument("words", nargs="*", metavar="list|set PLUGIN|delete PLUGIN")
+    limits.add_argument("--concurrency", type=int, help="at most this many of its tasks in flight at once")
+    limits.add_argument("--rate", help="at most N claims per second, minute, hour or day: N/s, N/m, N/h, N/d")
+    _json_flag(limits)
     return parser
 
 

@@ -114,7 +114,11 @@ class QueueCollector(Collector):
         events = CounterMetricFamily("kat_scheduler_queue_events", "Tasks claimed, dispatched (forwarded to "
                                      "runners), completed, failed, requeued (expired leases) and dead-lettered",
                                      labels=["kind", "event"])
+        held = GaugeMetricFamily("kat_scheduler_held_by_limit", "Queued tasks a plugin limit holds back now",
+                                 labels=["kind", "plugin"])
         for kind, queue in self.queues.items():
+            for state in queue.limit_states():
+                held.add_metric([kind, state.plugin_id], state.held)
             for event, count in sorted(queue.stats().items()):
                 events.add_metric([kind, event], count)
             figures = read_figures(queue)
@@ -126,7 +130,8 @@ class QueueCollector(Collector):
             oldest.add_metric([kind], figures.oldest_age_seconds)
             if kind in self.schedules:
                 due.add_metric([kind], self.schedules[kind].due_count(figures.now_ms))
-        families: list[GaugeMetricFamily | CounterMetricFamily] = [depth, in_flight, slots, dead, oldest, due, events]
+        families: list[GaugeMetricFamily | CounterMetricFamily] = [depth, in_flight, slots, dead, oldest, due, held,
+                                                                    events]
         if self.leader is not None:
             _, ms_left = self.leader.holder_and_ms_left()
             lease = GaugeMetricFamily("kat_scheduler_beat_leader_lease_seconds",

@@ -1,7 +1,8 @@
 """`kat-scheduler queue show KIND`: what the queue will serve next, with the scores.
 
 Organisations take turns (docs/fairness.md), so the head of the queue is shown per organisation, in
-the order their turns come; within one, lower scores first (negative: a manual run).
+the order their turns come; within one, lower scores first (negative: a manual run). A task whose
+plugin's limit has no room now is marked "held by limit": claims pass it by until the limit opens.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from kat_scheduler.queues import PriorityQueue
 from kat_scheduler.repositories.task_records import TaskRecord
 
 
-def task_row(record: TaskRecord, now_ms: int) -> dict[str, Any]:
+def task_row(record: TaskRecord, now_ms: int, held: set[str]) -> dict[str, Any]:
     return {"id": record.id, "score": record.score, "plugin": record.plugin_id, "ooi": record.ooi or None,
             "attempts": record.attempts, "created_at": iso(record.created_ms),
-            "waiting_seconds": max(0, now_ms - record.created_ms) / 1000}
+            "waiting_seconds": max(0, now_ms - record.created_ms) / 1000,
+            "held_by_limit": record.plugin_id in held}
 
 
 def gather(queue: PriorityQueue, organisation: str | None, limit: int, organisations: int) -> dict[str, Any]:
@@ -26,12 +28,13 @@ def gather(queue: PriorityQueue, organisation: str | None, limit: int, organisat
     now_ms = queue.clock_ms()
     order = queue.serving_order(0, max(len(counts), 1))
     chosen = [organisation] if organisation is not None else order[:organisations]
+    held = {state.plugin_id for state in queue.limit_states() if state.room == 0}
     shown = []
     for org in chosen:
         records = queue.list_queued(org, 0, limit)
         turn = order.index(org) + 1 if org in order else None
         shown.append({"organisation": org, "turn": turn, "queued": counts.get(org, 0),
-                      "tasks": [task_row(record, now_ms) for record in records]})
+                      "tasks": [task_row(record, now_ms, held) for record in records]})
     return {"kind": queue.kind, "queued": sum(counts.values()), "organisations_with_work": len(counts),
             "organisations": shown}
 
@@ -44,8 +47,9 @@ def render(document: dict[str, Any]) -> str:
         lines += ["", f"{org['organisation']}: {org['queued']} queued, {turn}"]
         if org["tasks"]:
             rows = [(t["score"], t["id"], t["plugin"], t["ooi"] or "-", t["attempts"],
-                     duration(t["waiting_seconds"])) for t in org["tasks"]]
-            lines.append(table(["score", "task id", "plugin", "ooi", "attempts", "waiting"], rows, indent="  "))
+                     duration(t["waiting_seconds"]), "held by limit" if t["held_by_limit"] else "")
+                    for t in org["tasks"]]
+            lines.append(table(["score", "task id", "plugin", "ooi", "attempts", "waiting", ""], rows, indent="  "))
     return "\n".join(lines)
 
 

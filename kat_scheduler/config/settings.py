@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from kat_scheduler.kinds import KINDS, HandOff
+from kat_scheduler.queues.limits import BadLimit, PluginLimit
 
 
 class SettingsError(Exception):
@@ -61,6 +62,10 @@ class Settings(BaseSettings):
     # SCHEDULER_<KIND>_TASK_NAME, _CELERY_QUEUE and _SLOTS (kinds/registry.py); `hand_offs` overrides
     # them per kind in code ({"boefje": {"celery_queue": "x"}}), for tests and the demo.
     hand_offs: dict[str, dict[str, Any]] = Field(default_factory=dict, validation_alias=_env("SCHEDULER_HAND_OFFS"))
+    plugin_limits: dict[str, dict[str, Any]] = Field(default_factory=dict,
+                                                     validation_alias=_env("SCHEDULER_PLUGIN_LIMITS"))
+    organisation_weights: dict[str, Annotated[int, Field(ge=1, le=1000)]] = Field(
+        default_factory=dict, validation_alias=_env("SCHEDULER_ORGANISATION_WEIGHTS"))
     dispatcher_enabled: bool = Field(True, validation_alias=_env("SCHEDULER_DISPATCHER_ENABLED"))
     runner_handler: str = Field(
         "kat_scheduler.runner.handlers:unconfigured", validation_alias=_env("SCHEDULER_RUNNER_HANDLER")
@@ -91,6 +96,19 @@ class Settings(BaseSettings):
         for kind in KINDS:
             self.hand_off(kind)  # raises ValueError naming the variable
         return self
+
+    @model_validator(mode="after")
+    def _plugin_limits_readable(self) -> Settings:
+        self.configured_limits()  # raises ValueError naming the variable
+        return self
+
+    def configured_limits(self) -> dict[str, PluginLimit]:
+        """SCHEDULER_PLUGIN_LIMITS: plugin id -> its limit."""
+        try:
+            return {plugin: PluginLimit(**spec) for plugin, spec in self.plugin_limits.items()}
+        except (BadLimit, TypeError) as error:
+            raise ValueError(f"SCHEDULER_PLUGIN_LIMITS: {error} (a plugin's limit is "
+                             '{"concurrency": N, "rate": "N/s|m|h|d"})') from None
 
     def hand_off(self, kind: str) -> HandOff:
         """Where `kind`'s tasks go: its defaults, the environment, then `hand_offs`."""

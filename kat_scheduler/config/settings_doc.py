@@ -55,6 +55,10 @@ DESCRIPTIONS: dict[str, str] = {
                              "stays SCHEDULER_TASK_RETENTION more); 0 keeps dead letters until dropped",
     "filtered_claim_scan": "Queued tasks a pop filtered on OCI images reads to find their plugin ids, at most",
     "hand_offs": "Per-kind overrides of the three settings below, as JSON: `{\"boefje\": {\"slots\": 4}}`",
+    "plugin_limits": "Limits per plugin id over all organisations, as JSON: `{\"shodan\": {\"concurrency\": 1, "
+                     "\"rate\": \"1/s\"}}` (rate N/s, N/m, N/h or N/d); the API and the CLI change them at run time",
+    "organisation_weights": "Weighted turns, as JSON: `{\"org-big\": 3}` serves org-big three times in a row per "
+                            "turn (1 to 1000; 1 for those not named); manual runs still go first",
     "dispatcher_enabled": "Run the dispatcher in `celery -A kat_scheduler worker`",
     "runner_handler": "The reference runner's work function (`module:function`)",
     "listeners_enabled": "Run the RabbitMQ event listeners in `celery -A kat_scheduler worker`",

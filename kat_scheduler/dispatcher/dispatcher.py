@@ -135,7 +135,16 @@ class Dispatcher:
                 logger.warning("dispatch paused: %s", error)
                 sent = 0
             if not sent:
-                self.wakeup.wait(self.options.fallback_seconds)
+                self.wakeup.wait(self._idle_seconds())
+
+    def _idle_seconds(self) -> float:
+        """How long to wait for a wake-up: the fallback, or less when a rate limit opens sooner (an open
+        window publishes nothing)."""
+        wait = self.options.fallback_seconds
+        for queue in self.queues.values():
+            if queue.limit_opens_at_ms is not None:
+                wait = min(wait, max(0.0, (queue.limit_opens_at_ms - queue.clock_ms()) / 1000) + 0.001)
+        return wait
 
     def forward_once(self) -> int:
         """Claim into the free slots of every route and send; answers how many tasks were sent."""

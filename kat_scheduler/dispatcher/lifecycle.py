@@ -178,7 +178,7 @@ class Lifecycle:
         if tracked is None:
             return
         self._held_by(tracked, event.get("hostname"))
-        outcome = self.queues[tracked.kind].mark_running(task_id)
+        outcome = self.queues[tracked.kind].mark_running(task_id, started_ms=_started_ms(event))
         if logger.isEnabledFor(logging.DEBUG):  # naming the organisation may cost a Redis read
             about, fields = self._about(task_id, tracked)
             logger.debug("%s started on %s (%s)", about, tracked.runner, outcome, extra=fields)
@@ -348,6 +348,14 @@ class Lifecycle:
         for task_id, kind in live:
             self.queues[kind].renew(task_id)
         return len(live)
+
+
+def _started_ms(event: dict[str, Any]) -> int | None:
+    """When the runner says the task started (its event's timestamp), in ms."""
+    try:
+        return int(float(event["timestamp"]) * 1000)
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _int_or_none(value: Any) -> int | None:

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from kat_scheduler.kinds import KINDS
 from kat_scheduler.models.tasks import TaskPayload, TaskStatus
 from kat_scheduler.queues.errors import InvalidItem
+from kat_scheduler.queues.limits import LimitState, PluginLimit
 from kat_scheduler.queues.lua_library import LuaLibrary
 from kat_scheduler.repositories.task_records import SEP, TaskRecord, TaskRepository
 from kat_scheduler.store import StoreClient
@@ -137,6 +138,7 @@ class PriorityQueue:
         self.keep_last_runs = keep_last_runs
         self.clock_ms = clock_ms
         self.records = TaskRepository(client, prefix, kind)
+        self.limit_opens_at_ms: int | None = None  # from the last claim: when a rate limit holding tasks opens
         self._lua = LuaLibrary(self.client, QUEUE_LUA)
         self._sequence = itertools.count()
 
@@ -234,9 +236,9 @@ class PriorityQueue:
         claimed: list[TaskRecord] = []
         while len(claimed) < count:  # CLAIM_CHUNK at a time: other clients get Redis in between
             wanted = min(CLAIM_CHUNK, count - len(claimed))
-            reply = self._call("claim", wanted, lease_ms, *(plugin_ids or ()))
-            claimed += [TaskRecord.parse(self.kind, reply[n], reply[n + 1]) for n in range(0, len(reply), 2)]
-            if len(reply) < 2 * wanted:
+            taken = self._claimed(self._call("claim", wanted, lease_ms, *(plugin_ids or ())))
+            claimed += taken
+            if len(taken) < wanted:
                 break  # nothing more to take
         return claimed
 
@@ -245,8 +247,45 @@ class PriorityQueue:
         each leased and held in a slot until it is acked, released or reaped (docs/dispatch.md)."""
         if count <= 0 or slots <= 0:
             return []
-        reply = self._call("dispatch", count, self.lease_ms, slots)
-        return [TaskRecord.parse(self.kind, reply[n], reply[n + 1]) for n in range(0, len(reply), 2)]
+        return self._claimed(self._call("dispatch", count, self.lease_ms, slots))
+
+    def _claimed(self, reply: list[str]) -> list[TaskRecord]:
+        """A claim's reply: (id, record) pairs, and when a rate limit held tasks back, last the moment it
+        opens again (kept in `limit_opens_at_ms` for the dispatcher's wait)."""
+        self.limit_opens_at_ms = int(reply[-1]) if len(reply) % 2 else None
+        return [TaskRecord.parse(self.kind, reply[n], reply[n + 1]) for n in range(0, len(reply) - 1, 2)]
+
+    # -- plugin limits (limits.py, queue.lua's gate) ----------------------------------------------
+
+    def set_limit(self, plugin_id: str, limit: PluginLimit, *, configured: bool = False) -> str:
+        """Limit a plugin from the next claim on: "set", "same", or "kept" (a configured limit does not
+        replace one the API set or deleted)."""
+        return str(self._call("set_limit", plugin_id, limit.encode(), "conf" if configured else "api"))
+
+    def delete_limit(self, plugin_id: str, *, configured: bool = False) -> str:
+        """"deleted", "none" or "kept" (as set_limit)."""
+        return str(self._call("delete_limit", plugin_id, "conf" if configured else "api"))
+
+    def limits(self) -> dict[str, PluginLimit]:
+        stored = self.client.hgetall(self.base + ":limits")
+        return {plugin: PluginLimit.decode(limit) for plugin, limit in stored.items()}
+
+    def configured_limits(self) -> set[str]:
+        """The plugins whose limit came from the configuration (and that the API has not changed)."""
+        return set(self.client.smembers(self.base + ":limits_conf"))
+
+    def set_weights(self, weights: Mapping[str, int]) -> str:
+        """The organisations' weights (docs/fairness.md): each is served that many times in a row per turn;
+        those not named weigh 1. "set" or "same"."""
+        return str(self._call("set_weights", *(part for org, weight in sorted(weights.items())
+                                                for part in (org, int(weight)))))
+
+    def weights(self) -> dict[str, int]:
+        return {org: int(weight) for org, weight in self.client.hgetall(self.base + ":weights").items()}
+
+    def limit_states(self) -> list[LimitState]:
+        return [LimitState(plugin, PluginLimit.decode(limit), int(busy), int(recent), int(queued))
+                for plugin, limit, busy, recent, queued in self._call("limit_states")]
 
     def claim_one(self) -> TaskRecord | None:
         claimed = self.claim(1)
@@ -261,10 +300,12 @@ class PriorityQueue:
                                      self.retention_ms, "1" if self.keep_last_runs else "0"))
 
     def mark_running(self, task_id: str, attempt: int | None = None,
-                     lease_seconds: float | None = None) -> Outcome:
-        """A claimed task has started (or says it still runs); with `lease_seconds`, its lease starts anew."""
+                     lease_seconds: float | None = None, started_ms: int | None = None) -> Outcome:
+        """A claimed task has started (or says it still runs); with `lease_seconds`, its lease starts anew;
+        `started_ms`: when the runner says it started (a rate limit counts from there)."""
         lease = "" if lease_seconds is None else str(int(lease_seconds * 1000))
-        return outcome_of(self._call("running", task_id, _token(attempt), lease))
+        return outcome_of(self._call("running", task_id, _token(attempt), lease,
+                                     "" if started_ms is None else started_ms))
 
     def release(self, task_id: str, attempt: int | None = None) -> Outcome:
         """Give a claimed task back: it returns to its place in the queue."""

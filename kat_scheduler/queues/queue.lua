@@ -13,10 +13,18 @@
 --                             client's clock and counter, keeps equal ranks first in, first out
 --   P:qp:<org>:<plugin>  zset  the same, of one organisation's tasks of one plugin: the plugin index
 --   P:po:<plugin>     set     the organisations with queued tasks of one plugin
+--   P:op:<org>        set     the plugins of one organisation's queued tasks
+--   P:limits          hash    plugin -> "<concurrency>:<rate count>:<rate window ms>" (0: no such limit),
+--                             the plugin limits every claim honours
+--   P:busy:<plugin>   set     ids of a limited plugin's claimed tasks that have not ended or gone back
+--   P:starts:<plugin> zset    "<id>:<ms>" -> start (ms): a rate-limited plugin's task starts in its window
+--   P:unstarted:<plugin> set  ids of a rate-limited plugin's claimed tasks that have not started yet
+--   P:limits_api      set     plugins whose limit the API set or deleted: configuration leaves them be
+--   P:limits_conf     set     plugins whose limit came from the configuration (SCHEDULER_PLUGIN_LIMITS)
 --   P:w:<org>         zset    the same members as P:q:<org>, all scored 0, so that they sort by seq:
 --                             the first is the organisation's longest-waiting task (the oldest wait)
 --   P:wait_index      string  "1" once every queued task is in its P:w:<org>
---   P:plugin_index    string  "1" once every queued task is in the plugin index
+--   P:plugin_index    string  "2" once every queued task is in the plugin index and P:op:<org>
 --   P:orgs            zset    organisations with queued work, in serving order:
 --                             score = band * BAND + turn (band 0 when the head is manual, else 1)
 --   P:a:<org>:<ooi>   hash    work identity -> task id, for the active (queued, dispatched, running)
@@ -33,6 +41,8 @@
 --                             two days after the hour
 --   P:lastrun         hash    work identity -> end of its last finished run (ms)
 --   P:turn            string  counter of the organisations' turns
+--   P:weights         hash    organisation -> weight (missing: 1): that many claims in a row per turn
+--   P:credit          hash    organisation -> claims taken in its current turn, while fewer than its weight
 --   P:stats           hash    counters since the queue began: claimed, dispatched, completed, failed,
 --                             requeued (expired leases), dead_lettered
 --   P:slots           set     ids of the tasks the dispatcher forwarded to Celery runners and that have
@@ -68,6 +78,10 @@ local function group_key(org, ooi) return P .. ":a:" .. org .. ":" .. ooi end
 local function plugin_key(org, plugin) return P .. ":qp:" .. org .. ":" .. plugin end
 local function plugin_orgs_key(plugin) return P .. ":po:" .. plugin end
 local function waiting_key(org) return P .. ":w:" .. org end
+local function org_plugins_key(org) return P .. ":op:" .. org end
+local function busy_key(plugin) return P .. ":busy:" .. plugin end
+local function starts_key(plugin) return P .. ":starts:" .. plugin end
+local function unstarted_key(plugin) return P .. ":unstarted:" .. plugin end
 local function member_of(seq, id) return seq .. id end
 local function id_of(member) return string.sub(member, 17) end
 
@@ -104,15 +118,26 @@ local function set_status(id, r, status)
     write_record(id, r)
 end
 
+-- Whether a served organisation keeps its turn: one of weight w is served w times in a row per turn.
+local function turn_goes_on(org)
+    local weight = tonumber(redis.call("HGET", P .. ":weights", org) or "1")
+    if weight <= 1 then return false end
+    if redis.call("HINCRBY", P .. ":credit", org, "1") < weight then return true end
+    redis.call("HDEL", P .. ":credit", org)
+    return false
+end
+
 -- Put an organisation in its place in the serving order after its queue changed. An organisation
 -- whose head task is manual is in band 0, before all others; a served organisation goes to the back
--- of its band; the others keep their turn.
+-- of its band (once its weight's claims in a row are taken); the others keep their turn.
 local function place_org(org, served)
     local head = redis.call("ZRANGE", org_key(org), "0", "0", "WITHSCORES")
     if #head == 0 then
         redis.call("ZREM", P .. ":orgs", org)
+        redis.call("HDEL", P .. ":credit", org)
         return
     end
+    if served and turn_goes_on(org) then served = false end
     local band = 1
     if tonumber(head[2]) < 0 then band = 0 end
     local turn = nil
@@ -143,12 +168,32 @@ end
 local function index_plugin(org, plugin, rank, member)
     redis.call("ZADD", plugin_key(org, plugin), rank, member)
     redis.call("SADD", plugin_orgs_key(plugin), org)
+    redis.call("SADD", org_plugins_key(org), plugin)
 end
 
 local function unindex_plugin(org, plugin, member)
     local key = plugin_key(org, plugin)
     redis.call("ZREM", key, member)
-    if redis.call("EXISTS", key) == 0 then redis.call("SREM", plugin_orgs_key(plugin), org) end
+    if redis.call("EXISTS", key) == 0 then
+        redis.call("SREM", plugin_orgs_key(plugin), org)
+        redis.call("SREM", org_plugins_key(org), plugin)
+    end
+end
+
+-- A rate counts task starts: a claimed task counts as starting now until it starts (see running), at
+-- `at` (ms; the runner's word, when it says when) or now.
+local function started(id, r, at)
+    if redis.call("SREM", unstarted_key(r[PLUGIN]), id) == 1 then
+        local moment = math.min(tonumber(at) or now, now)
+        redis.call("ZADD", starts_key(r[PLUGIN]), int(moment), id .. ":" .. int(moment))
+    end
+end
+
+-- A claimed task ended (`ended`: it ran, if it never said it started) or went back: it no longer counts
+-- against its plugin's concurrency limit, and a dispatcher held by that limit may claim again.
+local function leave_busy(id, r, ended)
+    if ended then started(id, r, nil) else redis.call("SREM", unstarted_key(r[PLUGIN]), id) end
+    if redis.call("SREM", busy_key(r[PLUGIN]), id) == 1 then wake("limit") end
 end
 
 -- Queue a record again (released, reaped or requeued from the dead letters).
@@ -191,6 +236,7 @@ local function flush_org_adds(by_org)
         for plugin, pairs_of_plugin in pairs(adds.by_plugin) do
             zadd_all(plugin_key(org, plugin), pairs_of_plugin)
             redis.call("SADD", plugin_orgs_key(plugin), org)
+            redis.call("SADD", org_plugins_key(org), plugin)
         end
         count_queued(org, adds.n)
         count_hour(hour_of(now), "queued", org, adds.n)
@@ -299,6 +345,74 @@ local function push()
     return replies
 end
 
+local ensure_plugin_index -- defined below, with the claims
+
+-- Plugin limits. A claim asks the gate before it takes a task of a limited plugin: the plugin's room is
+-- its concurrency limit minus its busy tasks, and its rate count minus its starts in the last window and
+-- its claimed tasks that have yet to start, whichever is less. (Counting starts, not claims, keeps every
+-- window of the runners' starts within the count however long a dispatch takes.) The gate reads each
+-- plugin's limit and room once per call and counts down what the call takes; a plugin without room is
+-- held for the rest of the call, and its tasks stay where they are.
+local function new_gate()
+    if redis.call("EXISTS", P .. ":limits") == 0 then return nil end
+    ensure_plugin_index()
+    return {room = {}, opens_at = nil}
+end
+
+-- A plugin's room: {tasks it may still take in this call, whether it is limited, its rate count, its
+-- rate window}.
+local function room_of(gate, plugin)
+    local room = gate.room[plugin]
+    if room then return room end
+    local limit = redis.call("HGET", P .. ":limits", plugin)
+    if not limit then
+        room = {math.huge, false, 0, 0}
+    else
+        local concurrency, count, window = string.match(limit, "^(%d+):(%d+):(%d+)$")
+        -- A start is written when a dispatcher hears of it, a little after the runner began: the window
+        -- counts a twentieth longer, so that no window of the runners' own clocks holds more.
+        concurrency, count, window = tonumber(concurrency), tonumber(count), tonumber(window) * 21 / 20
+        local left = math.huge
+        if concurrency > 0 then left = concurrency - redis.call("SCARD", busy_key(plugin)) end
+        if count > 0 then
+            redis.call("ZREMRANGEBYSCORE", starts_key(plugin), "-inf", int(now - window))
+            left = math.min(left, count - redis.call("ZCARD", starts_key(plugin)) -
+                redis.call("SCARD", unstarted_key(plugin)))
+        end
+        room = {math.max(left, 0), true, count, window}
+    end
+    gate.room[plugin] = room
+    return room
+end
+
+-- Whether the gate lets a task of `plugin` go now. A plugin its rate holds notes when the oldest start
+-- of its window leaves it (gate.opens_at: the dispatcher waits no longer than that).
+local function allows(gate, plugin)
+    if not gate then return true end
+    local room = room_of(gate, plugin)
+    if room[1] > 0 then return true end
+    if room[3] > 0 and not room.noted then
+        room.noted = true
+        local oldest = redis.call("ZRANGE", starts_key(plugin), "0", "0", "WITHSCORES")
+        if #oldest > 0 and redis.call("ZCARD", starts_key(plugin)) +
+                redis.call("SCARD", unstarted_key(plugin)) >= room[3] then
+            local opens = tonumber(oldest[2]) + room[4]
+            if not gate.opens_at or opens < gate.opens_at then gate.opens_at = opens end
+        end
+    end
+    return false
+end
+
+-- The gate lets a task of `plugin` go: count it against the plugin's limits.
+local function admit(gate, plugin, id)
+    if not gate then return end
+    local room = room_of(gate, plugin)
+    if not room[2] then return end
+    room[1] = room[1] - 1
+    redis.call("SADD", busy_key(plugin), id)
+    if room[3] > 0 then redis.call("SADD", unstarted_key(plugin), id) end
+end
+
 -- The organisations a filtered claim (a list of plugin ids) may serve, in serving order: those in
 -- P:orgs with queued tasks of one of the plugins, found with one ZINTER per plugin when the call starts.
 -- Only the organisation just served changes its place while the call runs, so the claim keeps the
@@ -316,15 +430,17 @@ local function filtered_orgs(filter)
     return orgs
 end
 
--- The best queued task of `filter`'s plugins in one organisation, or nil.
-local function best_of_plugins(org, filter)
+-- The best queued task of `plugins` (those the gate allows) in one organisation, or nil.
+local function best_of_plugins(org, plugins, gate)
     local best_member, best_rank = nil, nil
-    for _, plugin in ipairs(filter) do
-        local head = redis.call("ZRANGE", plugin_key(org, plugin), "0", "0", "WITHSCORES")
-        if #head > 0 then
-            local rank = tonumber(head[2])
-            if not best_rank or rank < best_rank or (rank == best_rank and head[1] < best_member) then
-                best_member, best_rank = head[1], rank
+    for _, plugin in ipairs(plugins) do
+        if allows(gate, plugin) then
+            local head = redis.call("ZRANGE", plugin_key(org, plugin), "0", "0", "WITHSCORES")
+            if #head > 0 then
+                local rank = tonumber(head[2])
+                if not best_rank or rank < best_rank or (rank == best_rank and head[1] < best_member) then
+                    best_member, best_rank = head[1], rank
+                end
             end
         end
     end
@@ -342,42 +458,75 @@ local function served(orgs)
     table.insert(orgs, at, {org, turn})
 end
 
--- Find the next task for a claim: the best task of the organisation whose turn it is (popped off its
--- queue: the second reply is true); with a plugin filter, the best task of those plugins of the first
--- organisation in `orgs` that has one, found through the plugin index (still queued).
-local function next_candidate(filter, orgs)
+-- The first organisation in serving order that this call has not found all held by limits.
+local function first_unheld_org(held)
+    local seen = 0
+    while true do
+        local next_orgs = redis.call("ZRANGE", P .. ":orgs", int(seen), int(seen + 9))
+        if #next_orgs == 0 then return nil end
+        for _, org in ipairs(next_orgs) do
+            if not held[org] then return org end
+        end
+        seen = seen + #next_orgs
+    end
+end
+
+-- Find the next task for a claim. Without a filter or limits: the best task of the organisation whose
+-- turn it is, popped off its queue (the second reply is true). With limits: that organisation's best
+-- task the gate allows, found through its plugins' indexes when the head is held (still queued); an
+-- organisation with nothing allowed is passed over for the rest of the call and keeps its turn. With a
+-- plugin filter: the best task of those plugins of the first organisation in `orgs` that has one.
+local function next_candidate(filter, orgs, gate, held)
     if not filter then
-        local first = redis.call("ZRANGE", P .. ":orgs", "0", "0")
-        if #first == 0 then return nil end
-        return redis.call("ZPOPMIN", org_key(first[1]))[1], true -- taken off its queue already
+        if not gate then
+            local first = redis.call("ZRANGE", P .. ":orgs", "0", "0")
+            if #first == 0 then return nil end
+            return redis.call("ZPOPMIN", org_key(first[1]))[1], true -- taken off its queue already
+        end
+        while true do
+            local org = first_unheld_org(held)
+            if not org then return nil end
+            local head = redis.call("ZRANGE", org_key(org), "0", "0")[1]
+            local r = head and read_record(id_of(head))
+            if r and allows(gate, r[PLUGIN]) then return head, false, r end
+            local member = best_of_plugins(org, redis.call("SMEMBERS", org_plugins_key(org)), gate)
+            if member then return member, false end
+            held[org] = true
+        end
     end
     while #orgs > 0 do
-        local member = best_of_plugins(orgs[1][1], filter)
+        local member = best_of_plugins(orgs[1][1], filter, gate)
         if member then return member, false end
-        table.remove(orgs, 1) -- none of its tasks are of these plugins any more
+        table.remove(orgs, 1) -- none of its tasks are of these plugins (that the gate allows) any more
     end
     return nil
 end
 
 -- Take up to `wanted` tasks in serving order: each is dispatched, leased and (for the dispatcher) in a
--- slot. Replies {id, record, id, record, ...}.
+-- slot. Replies {id, record, id, record, ...}, and when a rate limit held a task back, last the moment
+-- (ms) the first such limit opens again.
 local function take(wanted, lease, filter, in_slot)
     local claimed = {}
+    local gate = new_gate()
     local orgs = filter and filtered_orgs(filter)
+    local held = {}
     while #claimed < 2 * wanted do
-        local member, popped = next_candidate(filter, orgs)
+        local member, popped, r = next_candidate(filter, orgs, gate, held)
         if not member then break end
         local id = id_of(member)
-        local r = read_record(id)
+        r = r or read_record(id)
         if popped then
             redis.call("ZREM", waiting_key(r[ORG]), member)
             unindex_plugin(r[ORG], r[PLUGIN], member)
             count_queued(r[ORG], -1)
             place_org(r[ORG], true)
-        else
+        elseif filter then
             dequeue(id, r, true)
             served(orgs)
+        else
+            dequeue(id, r, true)
         end
+        admit(gate, r[PLUGIN], id)
         r[ATTEMPTS] = int(tonumber(r[ATTEMPTS]) + 1)
         set_status(id, r, "dispatched")
         redis.call("ZADD", P .. ":leases", int(now + lease), id)
@@ -387,13 +536,19 @@ local function take(wanted, lease, filter, in_slot)
     end
     local taken = math.floor(#claimed / 2) -- an integer in Lua 5.1 and 5.4 alike
     if taken > 0 then redis.call("HINCRBY", P .. ":stats", in_slot and "dispatched" or "claimed", int(taken)) end
+    if gate and taken < wanted then
+        for plugin, room in pairs(gate.room) do allows(gate, plugin) end -- note when the held ones open
+        if gate.opens_at then claimed[#claimed + 1] = int(gate.opens_at) end
+    end
     return claimed
 end
 
--- Index every queued task by plugin, once per queue: a queue written before the plugin index existed
--- gets it at its first filtered claim (P:plugin_index marks it done; writes keep it up to date).
-local function ensure_plugin_index()
-    if redis.call("SETNX", P .. ":plugin_index", "1") == 0 then return end
+-- Index every queued task by plugin, once per queue: a queue written before the plugin index (or its
+-- P:op:<org> part) existed gets it at its first filtered or limited claim (P:plugin_index "2" marks it
+-- done; writes keep it up to date).
+ensure_plugin_index = function()
+    if redis.call("GET", P .. ":plugin_index") == "2" then return end
+    redis.call("SET", P .. ":plugin_index", "2")
     for _, org in ipairs(redis.call("ZRANGE", P .. ":orgs", "0", "-1")) do
         local members = redis.call("ZRANGE", org_key(org), "0", "-1", "WITHSCORES")
         for n = 1, #members, 2 do
@@ -455,6 +610,7 @@ end
 -- Give a claimed task back to its queue with its rank and its place among equals.
 local function requeue(id, r)
     redis.call("ZREM", P .. ":leases", id)
+    leave_busy(id, r, false)
     set_status(id, r, "queued")
     enqueue(id, r)
     redis.call("SREM", P .. ":slots", id)
@@ -465,6 +621,7 @@ end
 local function finish(id, r, status, retention_ms)
     redis.call("ZREM", P .. ":leases", id)
     free_slot(id)
+    leave_busy(id, r, true)
     set_status(id, r, status)
     release_identity(id, r)
     redis.call("PEXPIRE", record_key(id), retention_ms)
@@ -492,11 +649,12 @@ local function ack()
     return "ok"
 end
 
--- running: ARGV[3] id, ARGV[4] attempt, ARGV[5] a new lease in ms ("" keeps the lease). A dispatched task
--- has started, or a running one says it still runs.
+-- running: ARGV[3] id, ARGV[4] attempt, ARGV[5] a new lease in ms ("" keeps the lease), ARGV[6] when it
+-- started, ms ("" now). A dispatched task has started, or a running one says it still runs.
 local function running()
     local r, problem = claimed_record(ARGV[3], ARGV[4])
     if not r then return problem end
+    if r[STATUS] == "dispatched" then started(ARGV[3], r, ARGV[6]) end
     set_status(ARGV[3], r, "running")
     if ARGV[5] ~= "" then redis.call("ZADD", P .. ":leases", int(now + tonumber(ARGV[5])), ARGV[3]) end
     return "ok"
@@ -553,6 +711,7 @@ local function reap()
             if tonumber(r[EXPIRED]) >= max_expired then
                 redis.call("ZREM", P .. ":leases", id)
                 free_slot(id)
+                leave_busy(id, r, false)
                 r[REASON] = "lease expired " .. r[EXPIRED] .. " times"
                 set_status(id, r, "failed")
                 release_identity(id, r)
@@ -628,10 +787,102 @@ local function drop_dead()
     return "dropped"
 end
 
+-- Rebuild a plugin's busy and unstarted sets from the claimed tasks (P:leases), after its limit changed.
+local function count_busy(plugin)
+    redis.call("DEL", busy_key(plugin), unstarted_key(plugin))
+    for _, id in ipairs(redis.call("ZRANGE", P .. ":leases", "0", "-1")) do
+        local r = read_record(id)
+        if r and r[PLUGIN] == plugin then
+            redis.call("SADD", busy_key(plugin), id)
+            if r[STATUS] == "dispatched" then redis.call("SADD", unstarted_key(plugin), id) end
+        end
+    end
+end
+
+-- set_limit: ARGV[3] plugin, ARGV[4] the limit "<concurrency>:<rate count>:<rate window ms>", ARGV[5]
+-- "api" or "conf". A limit from the configuration does not replace one the API set or deleted. Replies
+-- "set", "same" or "kept".
+local function set_limit()
+    local plugin, limit, source = ARGV[3], ARGV[4], ARGV[5]
+    if not string.match(limit, "^%d+:%d+:%d+$") then return redis.error_reply("set_limit: bad limit") end
+    if source == "conf" then
+        if redis.call("SISMEMBER", P .. ":limits_api", plugin) == 1 then return "kept" end
+        redis.call("SADD", P .. ":limits_conf", plugin)
+    else
+        redis.call("SADD", P .. ":limits_api", plugin)
+    end
+    if redis.call("HGET", P .. ":limits", plugin) == limit then return "same" end
+    redis.call("HSET", P .. ":limits", plugin, limit)
+    count_busy(plugin)
+    wake("limit")
+    return "set"
+end
+
+-- delete_limit: ARGV[3] plugin, ARGV[4] "api" or "conf" (the configuration no longer names it).
+-- Replies "deleted", "none" or "kept".
+local function delete_limit()
+    local plugin, source = ARGV[3], ARGV[4]
+    if source == "conf" then
+        if redis.call("SISMEMBER", P .. ":limits_api", plugin) == 1 then return "kept" end
+        redis.call("SREM", P .. ":limits_conf", plugin)
+    else
+        redis.call("SADD", P .. ":limits_api", plugin)
+    end
+    if redis.call("HDEL", P .. ":limits", plugin) == 0 then return "none" end
+    redis.call("DEL", busy_key(plugin), starts_key(plugin), unstarted_key(plugin))
+    wake("limit")
+    return "deleted"
+end
+
+-- limit_states: replies per limited plugin {plugin, limit, busy tasks, starts within its rate window
+-- (claimed tasks yet to start included), queued tasks}.
+local function limit_states()
+    ensure_plugin_index()
+    local replies = {}
+    local flat = redis.call("HGETALL", P .. ":limits")
+    for n = 1, #flat, 2 do
+        local plugin, limit = flat[n], flat[n + 1]
+        local window = tonumber(string.match(limit, ":(%d+)$")) or 0
+        local recent = 0
+        if window > 0 then
+            recent = redis.call("ZCOUNT", starts_key(plugin), "(" .. int(now - window * 21 / 20), "+inf") +
+                redis.call("SCARD", unstarted_key(plugin))
+        end
+        local queued = 0
+        for _, org in ipairs(redis.call("SMEMBERS", plugin_orgs_key(plugin))) do
+            queued = queued + redis.call("ZCARD", plugin_key(org, plugin))
+        end
+        replies[#replies + 1] = {plugin, limit, redis.call("SCARD", busy_key(plugin)), recent, queued}
+    end
+    return replies
+end
+
+-- set_weights: ARGV[3..] organisation, weight, organisation, weight ...: the organisations' weights,
+-- all of them (the others weigh 1). Replies "set" or "same".
+local function set_weights()
+    local wanted = {}
+    for n = 3, #ARGV, 2 do
+        if not string.match(ARGV[n + 1] or "", "^[1-9]%d*$") then
+            return redis.error_reply("set_weights: bad weight")
+        end
+        wanted[ARGV[n]] = ARGV[n + 1]
+    end
+    local flat, same = redis.call("HGETALL", P .. ":weights"), true
+    local stored = {}
+    for n = 1, #flat, 2 do stored[flat[n]] = flat[n + 1] end
+    for org, weight in pairs(wanted) do same = same and stored[org] == weight end
+    for org, _ in pairs(stored) do same = same and wanted[org] ~= nil end
+    if same then return "same" end
+    redis.call("DEL", P .. ":weights", P .. ":credit")
+    for org, weight in pairs(wanted) do redis.call("HSET", P .. ":weights", org, weight) end
+    return "set"
+end
+
 local operations = {
     push = push, claim = claim, dispatch = dispatch, ack = ack, running = running, release = release, renew = renew,
     reap = reap, cancel = cancel, cancel_ooi = cancel_ooi, requeue_dead = requeue_dead,
-    drop_dead = drop_dead,
+    drop_dead = drop_dead, set_limit = set_limit, delete_limit = delete_limit, limit_states = limit_states,
+    set_weights = set_weights,
 }
 
 local function main(keys, args)

@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from kat_scheduler.context.context import AppContext
 from kat_scheduler.metrics import register
-from kat_scheduler.server import health, schedulers, schedules, tasks
+from kat_scheduler.server import health, plugin_limits, schedulers, schedules, tasks
 from kat_scheduler.server.auth import TokenCheck, document_security
 from kat_scheduler.server.bodies import BODY_MODELS
 from kat_scheduler.server.config import ApiSettings
@@ -35,7 +35,7 @@ def create_app(context: AppContext, settings: ApiSettings | None = None) -> Fast
     register(context, app.state.metrics_registry)
     # The routes go straight into the app's own list, the ones runners call most first: FastAPI's
     # include_router keeps each router as a level of its own that every request walks through.
-    for routes in (schedulers.router, tasks.router, health.router, schedules.router):
+    for routes in (schedulers.router, tasks.router, health.router, schedules.router, plugin_limits.router):
         app.router.routes.extend(routes.routes)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

@@ -124,3 +124,22 @@ class Health(BaseModel):
 
 
 HourStats = dict[str, int]
+
+
+class PluginLimitIn(BaseModel):
+    """A plugin's limit: at most `concurrency` tasks in flight, at most `rate` claims ("N/s", "N/m", "N/h",
+    "N/d"); one of them or both."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    concurrency: int | None = Field(None, ge=1)
+    rate: str | None = Field(None, max_length=32, examples=["1/s"])
+
+
+class PluginLimitOut(BaseModel):
+    plugin_id: str
+    concurrency: int | None
+    rate: str | None
+    in_flight: int = Field(description="its tasks claimed and not ended, over every queue")
+    queued: int
+    held: int = Field(description="queued tasks the limit holds back now (all of them while it has no room)")
