@@ -312,3 +312,17 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
         main(["queue", "show", "nonsense-kind"])
     assert exited.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_limits_are_set_listed_with_what_they_hold_and_deleted(seeded: Seeded,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    plugin = seeded.boefjes.records.get(seeded.claimed).plugin_id  # type: ignore[union-attr]
+    assert run(capsys, "limits", "set", plugin, "--concurrency", "1", "--rate", "5/m")[0] == 0
+    code, listed = run_json(capsys, "limits")
+    assert code == 0 and listed["results"] == [{"plugin_id": plugin, "concurrency": 1, "rate": "5/m",
+                                                "in_flight": 1, "queued": 3, "held": 3}]
+    assert "held by limit" in run(capsys, "queue", "show", "boefje")[1]
+    assert run(capsys, "limits", "set", plugin, "--rate", "5/w")[0] == 2
+    assert run(capsys, "limits", "delete", plugin)[0] == 0
+    assert run(capsys, "limits", "delete", plugin)[0] == 4
+    assert "no plugin limits" in run(capsys, "limits")[1]
