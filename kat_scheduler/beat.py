@@ -5,7 +5,8 @@ through the `celery.beat_schedulers` entry point. Static `beat_schedule` entries
 leader runs them as Celery's own scheduler would. Every `SCHEDULER_BEAT_TICK_SECONDS` the leader
 also does one bounded scheduling pass:
 
-1. reap expired leases on every queue (back to the queue, or dead-lettered), and every
+1. reap expired leases on every queue (back to the queue, or dead-lettered; not in the first
+   REAP_HOLD_SECONDS after it starts to lead or Redis comes back), and every
    `SCHEDULER_ORGANISATION_REFRESH_SECONDS` apply SCHEDULER_PLUGIN_LIMITS and
    SCHEDULER_ORGANISATION_WEIGHTS (plugin_limits.py, organisation_weights.py);
 2. each registered scheduler's steps (`Scheduler.beat_steps`), in the order of registration: the
@@ -32,7 +33,9 @@ from celery.beat import Scheduler as CeleryScheduler
 from kat_scheduler import organisation_weights, plugin_limits
 from kat_scheduler.context import AppContext
 from kat_scheduler.leadership import Leadership
+from kat_scheduler.queues.priority_queue import REAP_HOLD_SECONDS
 from kat_scheduler.schedulers import SCHEDULERS, BeatPass, Scheduler
+from kat_scheduler.store import StoreUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +50,8 @@ class KatScheduler(CeleryScheduler):
         self.leadership = Leadership.of_beat(self.context.redis, settings.key_prefix, settings.beat_lease_seconds)
         self.schedulers: list[Scheduler] = [scheduler(self.context) for scheduler in SCHEDULERS.values()]
         self._next_pass = 0.0
+        self._reap_from = 0.0  # no reaping before this (monotonic): see REAP_HOLD_SECONDS
+        self._leading = False
         self._next_limits = 0.0
         self._closed = False
         super().__init__(app, *args, **kwargs)
@@ -57,7 +62,11 @@ class KatScheduler(CeleryScheduler):
         """Lead (run static entries and the scheduling pass) or stand by; returns seconds to sleep."""
         self.leadership.keep_alive()
         if not self.leadership.hold():
+            self._leading = False
             return min(self.tick_seconds, self.leadership.lease_ms / 3000)
+        if not self._leading:  # it starts to lead: perhaps after an outage that took the last leader's lease
+            self._leading = True
+            self._reap_from = time.monotonic() + REAP_HOLD_SECONDS
         interval: float = super().tick(*args, **kwargs)
         now = time.monotonic()
         if now >= self._next_pass:
@@ -88,6 +97,9 @@ class KatScheduler(CeleryScheduler):
                 return
             try:
                 step(beat)
+            except StoreUnavailable as error:
+                self._reap_from = time.monotonic() + REAP_HOLD_SECONDS
+                logger.warning("beat: %s failed, Redis is away: %s", name, error)
             except Exception:  # one failing step (a service down, say) must not stop the others
                 logger.exception("beat: %s failed; carrying on with the next step", name)
 
@@ -99,6 +111,8 @@ class KatScheduler(CeleryScheduler):
         organisation_weights.apply_configured(self.context)
 
     def reap(self) -> None:
+        if time.monotonic() < self._reap_from:
+            return
         for queue in self.context.queues.values():
             result = queue.reap()
             if result.requeued or result.dead_lettered:

@@ -159,24 +159,35 @@ class Dispatcher:
         return sent
 
     def _forward(self, route: Route, claimed: list[TaskRecord]) -> int:
-        for number, record in enumerate(claimed):
+        """Send each claimed task; a task's siblings (claimed with it, queue.md) go in its message, named
+        under "siblings", and the queue moves them with it."""
+        siblings: dict[str, list[TaskRecord]] = {}
+        for record in claimed:
+            if record.sibling_of is not None:
+                siblings.setdefault(record.sibling_of, []).append(record)
+        runs = [record for record in claimed if record.sibling_of is None]
+        for number, record in enumerate(runs):
             if self._stopping.is_set():
-                self._release(claimed[number:], "the dispatcher is stopping")
+                self._release(runs[number:], "the dispatcher is stopping")
                 return number
             self.lifecycle.track(record)
+            payload = record.data
+            if record.id in siblings:
+                payload = {**record.data, "siblings": [{"id": sibling.id, "organization": sibling.organisation}
+                                                       for sibling in siblings[record.id]]}
             try:
-                self.app.send_task(route.task_name, args=(record.data,), task_id=record.id,
+                self.app.send_task(route.task_name, args=(payload,), task_id=record.id,
                                    queue=route.celery_queue)
             except Exception as error:  # the broker is away: hand back, try again later
                 logger.error("sending %s to %s failed: %r", _describe(record), route.celery_queue, error,
                              extra=_fields(record))
-                self._release(claimed[number:], "it could not be sent")
+                self._release(runs[number:], "it could not be sent")
                 self._stopping.wait(self.options.fallback_seconds)
                 return number
             self.sent += 1
             logger.debug("%s sent to %s (score %d, attempt %d)", _describe(record), route.celery_queue,
                          record.score, record.attempts, extra=_fields(record))
-        return len(claimed)
+        return len(runs)
 
     def _release(self, records: list[TaskRecord], why: str) -> None:
         for record in records:

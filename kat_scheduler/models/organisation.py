@@ -10,3 +10,4 @@ class Organisation(BaseModel):
 
     id: OrganisationId
     name: Text | None = None
+    deduplicate: bool = False  # Katalogus: its boefjes may run once for the organisations that share the work

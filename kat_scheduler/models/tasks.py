@@ -119,6 +119,8 @@ class BoefjeTask(TaskPayload):
     boefje: BoefjeRef
     input_ooi: Name | None = None
     organization: OrganisationId
+    # The tasks of one run for several organisations share it: the first task's id (docs/queue.md, siblings).
+    deduplication_key: Name | None = None
 
     @property
     def identity(self) -> tuple[str | None, ...]:

@@ -12,7 +12,7 @@ import itertools
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,13 @@ Payload = TaskPayload
 
 def wall_clock_ms() -> int:
     return int(time.time() * 1000)
+
+
+# The beat does not hear the runners' task events; the dispatchers do, and when Redis comes back after an
+# outage they write the outcomes they heard meanwhile within a second or two (Lifecycle.replay). A beat
+# that starts to lead, or whose Redis was away, waits this long before it reaps, so that a task that
+# finished while Redis was away is not taken for lost and run again. (The API reaps only pulled tasks.)
+REAP_HOLD_SECONDS = 5.0
 
 
 class PushOutcome(StrEnum):
@@ -238,7 +245,7 @@ class PriorityQueue:
             wanted = min(CLAIM_CHUNK, count - len(claimed))
             taken = self._claimed(self._call("claim", wanted, lease_ms, *(plugin_ids or ())))
             claimed += taken
-            if len(taken) < wanted:
+            if sum(1 for record in taken if record.sibling_of is None) < wanted:
                 break  # nothing more to take
         return claimed
 
@@ -253,7 +260,26 @@ class PriorityQueue:
         """A claim's reply: (id, record) pairs, and when a rate limit held tasks back, last the moment it
         opens again (kept in `limit_opens_at_ms` for the dispatcher's wait)."""
         self.limit_opens_at_ms = int(reply[-1]) if len(reply) % 2 else None
-        return [TaskRecord.parse(self.kind, reply[n], reply[n + 1]) for n in range(0, len(reply) - 1, 2)]
+        records: list[TaskRecord] = []
+        leader: str | None = None
+        for n in range(0, len(reply) - 1, 2):
+            if reply[n].startswith("+"):  # claimed with the task before it (queue.lua's take_siblings)
+                records.append(replace(TaskRecord.parse(self.kind, reply[n][1:], reply[n + 1]), sibling_of=leader))
+            else:
+                leader = reply[n]
+                records.append(TaskRecord.parse(self.kind, leader, reply[n + 1]))
+        return records
+
+    # -- siblings: one run for the same work in several organisations ---------------------------
+
+    def group(self, key: str, task_ids: Sequence[str]) -> int:
+        """Make the active tasks among `task_ids` siblings: a claim of one takes the queued others with it.
+        Answers the group's size."""
+        return int(self._call("group", key, *task_ids))
+
+    def siblings_of(self, task_id: str) -> list[str]:
+        """The other tasks of the task's sibling group (none when it is in none)."""
+        return list(self._call("siblings", task_id))
 
     # -- plugin limits (limits.py, queue.lua's gate) ----------------------------------------------
 
@@ -315,10 +341,11 @@ class PriorityQueue:
         lease_ms = self.lease_ms if lease_seconds is None else int(lease_seconds * 1000)
         return outcome_of(self._call("renew", task_id, _token(attempt), lease_ms))
 
-    def reap(self, limit: int = 1000) -> ReapResult:
-        """Return tasks whose lease ran out to the queue; dead-letter those out of attempts."""
+    def reap(self, limit: int = 1000, *, pulled_only: bool = False) -> ReapResult:
+        """Return tasks whose lease ran out to the queue; dead-letter those out of attempts. `pulled_only`:
+        leave the tasks forwarded to Celery runners (in a dispatcher slot) to the dispatchers and the beat."""
         requeued, dead = self._call("reap", self.max_attempts, limit, self.retention_ms,
-                                    self.dead_letter_retention_ms)
+                                    self.dead_letter_retention_ms, "1" if pulled_only else "0")
         return ReapResult(list(requeued), list(dead))
 
     # -- cancelling -------------------------------------------------------------------------

@@ -41,6 +41,9 @@
 --                             two days after the hour
 --   P:lastrun         hash    work identity -> end of its last finished run (ms)
 --   P:turn            string  counter of the organisations' turns
+--   P:dk:<key>        set     ids of one group of siblings: the same work for several organisations, run
+--                             once (a claim of one takes the queued others with it; docs/queue.md)
+--   P:dkof            hash    task id -> its sibling group's key, while the task is in the group
 --   P:weights         hash    organisation -> weight (missing: 1): that many claims in a row per turn
 --   P:credit          hash    organisation -> claims taken in its current turn, while fewer than its weight
 --   P:stats           hash    counters since the queue began: claimed, dispatched, completed, failed,
@@ -177,6 +180,15 @@ local function unindex_plugin(org, plugin, member)
     if redis.call("EXISTS", key) == 0 then
         redis.call("SREM", plugin_orgs_key(plugin), org)
         redis.call("SREM", org_plugins_key(org), plugin)
+    end
+end
+
+-- A task that ended leaves its group of siblings.
+local function ungroup(id)
+    local key = redis.call("HGET", P .. ":dkof", id)
+    if key then
+        redis.call("HDEL", P .. ":dkof", id)
+        redis.call("SREM", P .. ":dk:" .. key, id)
     end
 end
 
@@ -502,15 +514,39 @@ local function next_candidate(filter, orgs, gate, held)
     return nil
 end
 
+-- The queued siblings of a task just claimed (the same work for other organisations) are claimed with
+-- it, leased but in no slot: one run does the work of them all. Their reply entries' ids carry a "+".
+local function take_siblings(id, lease, claimed)
+    local key = redis.call("HGET", P .. ":dkof", id)
+    if not key then return 0 end
+    local taken = 0
+    for _, sibling in ipairs(redis.call("SMEMBERS", P .. ":dk:" .. key)) do
+        local r = sibling ~= id and read_record(sibling)
+        if r and r[STATUS] == "queued" then
+            dequeue(sibling, r, false)
+            r[ATTEMPTS] = int(tonumber(r[ATTEMPTS]) + 1)
+            set_status(sibling, r, "dispatched")
+            redis.call("ZADD", P .. ":leases", int(now + lease), sibling)
+            claimed[#claimed + 1] = "+" .. sibling
+            claimed[#claimed + 1] = table.concat(r, SEP)
+            taken = taken + 1
+        end
+    end
+    return taken
+end
+
 -- Take up to `wanted` tasks in serving order: each is dispatched, leased and (for the dispatcher) in a
--- slot. Replies {id, record, id, record, ...}, and when a rate limit held a task back, last the moment
--- (ms) the first such limit opens again.
+-- slot, and its queued siblings with it. Replies {id, record, id, record, ...} (a sibling's id after its
+-- task's, marked "+"), and when a rate limit held a task back, last the moment (ms) the first such
+-- limit opens again.
 local function take(wanted, lease, filter, in_slot)
     local claimed = {}
     local gate = new_gate()
     local orgs = filter and filtered_orgs(filter)
     local held = {}
-    while #claimed < 2 * wanted do
+    local grouped = redis.call("EXISTS", P .. ":dkof") == 1
+    local leaders, siblings = 0, 0
+    while leaders < wanted do
         local member, popped, r = next_candidate(filter, orgs, gate, held)
         if not member then break end
         local id = id_of(member)
@@ -533,10 +569,12 @@ local function take(wanted, lease, filter, in_slot)
         if in_slot then redis.call("SADD", P .. ":slots", id) end
         claimed[#claimed + 1] = id
         claimed[#claimed + 1] = table.concat(r, SEP)
+        leaders = leaders + 1
+        if grouped then siblings = siblings + take_siblings(id, lease, claimed) end
     end
-    local taken = math.floor(#claimed / 2) -- an integer in Lua 5.1 and 5.4 alike
+    local taken = leaders + siblings
     if taken > 0 then redis.call("HINCRBY", P .. ":stats", in_slot and "dispatched" or "claimed", int(taken)) end
-    if gate and taken < wanted then
+    if gate and leaders < wanted then
         for plugin, room in pairs(gate.room) do allows(gate, plugin) end -- note when the held ones open
         if gate.opens_at then claimed[#claimed + 1] = int(gate.opens_at) end
     end
@@ -597,6 +635,19 @@ local function dispatch()
     return take(wanted, lease, nil, true)
 end
 
+-- The siblings claimed with a task (dispatched or running): its run is theirs, so what happens to it
+-- happens to them (running, completed; failed or handed back: they go back to the queue, for another run).
+local function claimed_siblings(id)
+    local key = redis.call("HGET", P .. ":dkof", id)
+    if not key then return {} end
+    local found = {}
+    for _, sibling in ipairs(redis.call("SMEMBERS", P .. ":dk:" .. key)) do
+        local r = sibling ~= id and read_record(sibling)
+        if r and (r[STATUS] == "dispatched" or r[STATUS] == "running") then found[#found + 1] = {sibling, r} end
+    end
+    return found
+end
+
 -- Checks shared by the operations on a claimed task: it exists, is dispatched or running, and
 -- (when the caller gives one) its attempt number matches the caller's claim.
 local function claimed_record(id, attempt)
@@ -619,6 +670,7 @@ end
 
 -- End a task: final status, identity free, record kept for the retention period.
 local function finish(id, r, status, retention_ms)
+    ungroup(id)
     redis.call("ZREM", P .. ":leases", id)
     free_slot(id)
     leave_busy(id, r, true)
@@ -643,9 +695,19 @@ local function ack()
     elseif not r then
         return problem
     end
+    local siblings = claimed_siblings(ARGV[3])
     finish(ARGV[3], r, status, ARGV[6])
     if ARGV[7] == "1" then redis.call("HSET", P .. ":lastrun", r[HASH], ARGV[2]) end
     redis.call("HINCRBY", P .. ":stats", status, "1")
+    for _, sibling in ipairs(siblings) do
+        if status == "completed" then
+            finish(sibling[1], sibling[2], status, ARGV[6])
+            if ARGV[7] == "1" then redis.call("HSET", P .. ":lastrun", sibling[2][HASH], ARGV[2]) end
+            redis.call("HINCRBY", P .. ":stats", status, "1")
+        else
+            requeue(sibling[1], sibling[2])
+        end
+    end
     return "ok"
 end
 
@@ -657,6 +719,10 @@ local function running()
     if r[STATUS] == "dispatched" then started(ARGV[3], r, ARGV[6]) end
     set_status(ARGV[3], r, "running")
     if ARGV[5] ~= "" then redis.call("ZADD", P .. ":leases", int(now + tonumber(ARGV[5])), ARGV[3]) end
+    for _, sibling in ipairs(claimed_siblings(ARGV[3])) do
+        if sibling[2][STATUS] == "dispatched" then set_status(sibling[1], sibling[2], "running") end
+        if ARGV[5] ~= "" then redis.call("ZADD", P .. ":leases", int(now + tonumber(ARGV[5])), sibling[1]) end
+    end
     return "ok"
 end
 
@@ -665,6 +731,7 @@ local function release()
     local r, problem = claimed_record(ARGV[3], ARGV[4])
     if not r then return problem end
     requeue(ARGV[3], r)
+    for _, sibling in ipairs(claimed_siblings(ARGV[3])) do requeue(sibling[1], sibling[2]) end
     return "ok"
 end
 
@@ -673,6 +740,9 @@ local function renew()
     local r, problem = claimed_record(ARGV[3], ARGV[4])
     if not r then return problem end
     redis.call("ZADD", P .. ":leases", int(now + tonumber(ARGV[5])), ARGV[3])
+    for _, sibling in ipairs(claimed_siblings(ARGV[3])) do
+        redis.call("ZADD", P .. ":leases", int(now + tonumber(ARGV[5])), sibling[1])
+    end
     return "ok"
 end
 
@@ -693,7 +763,8 @@ local function drop_dead_letter(id, retention_ms)
 end
 
 -- reap: ARGV[3] max expired leases, ARGV[4] how many at most, ARGV[5] retention ms, ARGV[6] how long
--- dead letters are kept, ms (0: until dropped); older ones are dropped, at most ARGV[4] a call.
+-- dead letters are kept, ms (0: until dropped); older ones are dropped, at most ARGV[4] a call. ARGV[7]
+-- "1": only tasks in no dispatcher slot (pulled through the API; the dispatchers hear the others' ends).
 -- Expired leases go back to the queue, or to the dead letters once a task's lease has run out
 -- ARGV[3] times. Replies {requeued ids, dead-lettered ids}.
 local function reap()
@@ -701,9 +772,12 @@ local function reap()
     local max_expired = tonumber(ARGV[3])
     local expired = redis.call("ZRANGEBYSCORE", P .. ":leases", "-inf", ARGV[2], "LIMIT", "0", ARGV[4])
     local requeued, dead = {}, {}
+    local pulled_only = ARGV[7] == "1"
     for _, id in ipairs(expired) do
         local r = read_record(id)
-        if not r then
+        if pulled_only and redis.call("SISMEMBER", P .. ":slots", id) == 1 then
+            -- a dispatcher's: it reaps it, once it has written what it heard
+        elseif not r then
             redis.call("ZREM", P .. ":leases", id)
             free_slot(id)
         else
@@ -712,6 +786,7 @@ local function reap()
                 redis.call("ZREM", P .. ":leases", id)
                 free_slot(id)
                 leave_busy(id, r, false)
+                ungroup(id)
                 r[REASON] = "lease expired " .. r[EXPIRED] .. " times"
                 set_status(id, r, "failed")
                 release_identity(id, r)
@@ -878,11 +953,35 @@ local function set_weights()
     return "set"
 end
 
+-- group: ARGV[3] the group's key, ARGV[4..] ids: these active tasks are siblings (docs/queue.md).
+local function group()
+    local key = ARGV[3]
+    for n = 4, #ARGV do
+        local r = read_record(ARGV[n])
+        if r and (r[STATUS] == "queued" or r[STATUS] == "dispatched" or r[STATUS] == "running") then
+            redis.call("SADD", P .. ":dk:" .. key, ARGV[n])
+            redis.call("HSET", P .. ":dkof", ARGV[n], key)
+        end
+    end
+    return redis.call("SCARD", P .. ":dk:" .. key)
+end
+
+-- siblings: ARGV[3] id. Replies the other tasks of its group, if it is in one.
+local function siblings_of()
+    local key = redis.call("HGET", P .. ":dkof", ARGV[3])
+    if not key then return {} end
+    local others = {}
+    for _, id in ipairs(redis.call("SMEMBERS", P .. ":dk:" .. key)) do
+        if id ~= ARGV[3] then others[#others + 1] = id end
+    end
+    return others
+end
+
 local operations = {
     push = push, claim = claim, dispatch = dispatch, ack = ack, running = running, release = release, renew = renew,
     reap = reap, cancel = cancel, cancel_ooi = cancel_ooi, requeue_dead = requeue_dead,
     drop_dead = drop_dead, set_limit = set_limit, delete_limit = delete_limit, limit_states = limit_states,
-    set_weights = set_weights,
+    set_weights = set_weights, group = group, siblings = siblings_of,
 }
 
 local function main(keys, args)

@@ -91,6 +91,7 @@ class TaskRecord:
     modified_ms: int
     reason: str = ""
     expired_leases: int = 0  # leases that ran out: SCHEDULER_MAX_ATTEMPTS of them make a dead letter
+    sibling_of: str | None = None  # in a claim's answer: the task it was claimed with (one run for both)
 
     @classmethod
     def parse(cls, kind: str, task_id: str, stored: str) -> TaskRecord:

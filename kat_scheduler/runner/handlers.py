@@ -137,17 +137,20 @@ class SimulatedRunner:
 
     def run_boefje(self, payload: dict[str, Any]) -> None:
         """Save a boefje meta (its id is the task's, as OpenKAT's runner does) and a raw file; Bytes
-        then publishes raw_file_received."""
+        then publishes raw_file_received. The run's siblings (other organisations' tasks it stands for)
+        get a copy of both under their own ids, as OpenKAT's runner copies raw files."""
         boefje_id = payload["boefje"]["id"]
         now = datetime.now(UTC).isoformat()
-        meta = {"id": payload["id"], "boefje": {"id": boefje_id, "version": payload["boefje"].get("version")},
-                "input_ooi": payload.get("input_ooi"), "arguments": {}, "organization": payload["organization"],
-                "started_at": now, "ended_at": now}
-        self._bytes("POST", "/bytes/boefje_meta", json=meta)
         found = derived_objects(payload.get("input_ooi"))
-        self._bytes("POST", "/bytes/raw", params={"boefje_meta_id": payload["id"],
-                                                  "mime_types": [f"boefje/{boefje_id}", "application/json"]},
-                    data=json.dumps({"found": found}).encode())
+        for task_id, organisation in [(payload["id"], payload["organization"]),
+                                      *((s["id"], s["organization"]) for s in payload.get("siblings", []))]:
+            meta = {"id": task_id, "boefje": {"id": boefje_id, "version": payload["boefje"].get("version")},
+                    "input_ooi": payload.get("input_ooi"), "arguments": {}, "organization": organisation,
+                    "started_at": now, "ended_at": now}
+            self._bytes("POST", "/bytes/boefje_meta", json=meta)
+            self._bytes("POST", "/bytes/raw", params={"boefje_meta_id": task_id,
+                                                      "mime_types": [f"boefje/{boefje_id}", "application/json"]},
+                        data=json.dumps({"found": found}).encode())
 
     def run_normalizer(self, payload: dict[str, Any]) -> None:
         """Add the objects the boefje found (derived again from its input) to Octopoes, which publishes

@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from kat_scheduler.connectors.listeners.openkat import SCAN_PROFILE_MUTATIONS, ScanProfileMutationListener
@@ -75,6 +75,7 @@ class BoefjeScheduler(Scheduler):
     def __init__(self, context: AppContext) -> None:
         super().__init__(context)
         self._next_refresh = 0.0
+        self._deduplicating: dict[str, tuple[bool, float]] = {}  # organisation -> (its flag, until)
         self.schedules = self.context.schedules[self.kind]
         self.records = self.queue.records
         self.catalogue = BoefjeCatalogueRepository(self.context.redis, self.settings.key_prefix)
@@ -213,13 +214,74 @@ class BoefjeScheduler(Scheduler):
             candidates.append(Candidate(plugin, task, self.ranker.rank(context)))
         if not candidates:
             return []
-        results = self.queue.push_many([(c.task, c.score) for c in candidates])
-        for candidate, result in zip(candidates, results, strict=True):
+        siblings = self.siblings_for(organisation, candidates)
+        candidates = [replace(c, task=c.task.model_copy(update={"deduplication_key": c.task.id}))
+                      if c.task.id in siblings else c for c in candidates]
+        others = [sibling for c in candidates for sibling in siblings.get(c.task.id, [])]
+        results = self.queue.push_many([(c.task, c.score) for c in [*candidates, *others]])
+        for candidate, result in zip([*candidates, *others], results, strict=True):
             self._log_push(candidate.task, result)
+        self._group(candidates, others, results)
         if schedule_next:
-            self.ensure_schedules([(c.plugin, c.task) for c, r in zip(candidates, results, strict=True)
+            self.ensure_schedules([(c.plugin, c.task) for c, r in zip(candidates, results, strict=False)
                                    if r.outcome is PushOutcome.QUEUED and c.plugin.run_on is None], from_ms(now))
         return results
+
+    # -- siblings: one run for several organisations ------------------------------------------------
+
+    def siblings_for(self, organisation: str, candidates: list[Candidate]) -> dict[str, list[Candidate]]:
+        """For an organisation that deduplicates (Katalogus' flag), per candidate task id: the same work for
+        the organisations whose config of the boefje equals its own (and that deduplicate: Katalogus
+        checks) and that hold the object with a scan level the boefje may run at. A lookup that fails
+        leaves the work to run once per organisation, as without deduplication."""
+        if not candidates or not self._deduplicates(organisation):
+            return {}
+        found: dict[str, list[Candidate]] = {}
+        for candidate in candidates:
+            task = candidate.task
+            if task.input_ooi is None:
+                continue
+            try:
+                others = self.context.katalogus.get_duplicate_organisations(organisation, task.boefje.id)
+                holders = self.context.octopoes.get_object_clients(task.input_ooi, others) if others else {}
+                plugins = {other: self.context.katalogus.get_plugin(other, task.boefje.id) for other in holders}
+            except ServiceError as error:
+                logger.warning("task %s organisation %s: no deduplication of %s on %s: %s", task.id, organisation,
+                               task.boefje.id, task.input_ooi, error,
+                               extra=task_fields(task.id, self.kind, organisation))
+                continue
+            siblings = [Candidate(plugin, BoefjeTask(boefje=task.boefje, input_ooi=task.input_ooi, organization=other,
+                                                     deduplication_key=task.id), candidate.score)
+                        for other, ooi in sorted(holders.items()) if other != organisation
+                        and (plugin := plugins[other]) is not None and plugin.enabled and permits(plugin, ooi)]
+            if siblings:
+                found[task.id] = siblings
+        return found
+
+    def _deduplicates(self, organisation: str) -> bool:
+        known = self._deduplicating.get(organisation)
+        if known is not None and known[1] > time.monotonic():
+            return known[0]
+        try:
+            found = self.context.katalogus.get_organisation(organisation)
+        except ServiceError:
+            return False
+        flag = bool(found and found.deduplicate)
+        self._deduplicating[organisation] = (flag, time.monotonic() + self.settings.katalogus_cache_ttl)
+        return flag
+
+    def _group(self, leaders: list[Candidate], others: list[Candidate], results: list[PushResult]) -> None:
+        """Make each queued leader and its queued siblings one group in the queue."""
+        queued = {c.task.id: r.task_id for c, r in zip([*leaders, *others], results, strict=True)
+                  if r.outcome is PushOutcome.QUEUED}
+        for leader in leaders:
+            members = [queued[c.task.id] for c in others
+                       if c.task.deduplication_key == leader.task.id and c.task.id in queued]
+            if leader.task.id in queued and members:
+                self.queue.group(leader.task.id, [queued[leader.task.id], *members])
+                logger.info("task %s organisation %s: %s on %s runs once for %d more organisations",
+                            leader.task.id, leader.task.organization, leader.task.boefje.id, leader.task.input_ooi,
+                            len(members), extra=task_fields(leader.task.id, self.kind, leader.task.organization))
 
     def run_states(self, tasks: list[BoefjeTask],
                    known_active: Mapping[tuple[str, str], Mapping[str, str]] | None = None,

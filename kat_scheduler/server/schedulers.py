@@ -181,12 +181,13 @@ def reap_if_due(state: ApiState, queue: PriorityQueue) -> None:
     """Return expired leases to the queue before a pop, at most once per reap interval per queue.
 
     The beat reaps too; doing it here as well means pull runners get expired work back even when no
-    beat runs."""
+    beat runs. Only pulled tasks: those forwarded to Celery runners are the dispatchers' and the beat's,
+    which know (or wait for) what the runners said while Redis was away."""
     now = time.monotonic()
     if now - state.last_reap.get(queue.kind, -math.inf) < state.settings.reap_interval_seconds:
         return
     state.last_reap[queue.kind] = now
-    result = queue.reap()
+    result = queue.reap(pulled_only=True)
     for record in queue.records.get_many(result.requeued):
         logger.info("task %s of organisation %s: lease expired, back in the %s queue",
                     record.id, record.organisation, queue.kind,

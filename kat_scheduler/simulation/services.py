@@ -142,6 +142,7 @@ class KatalogusService(SimulatedService):
             ("GET", "/v1/organisations/([^/]+)", self.organisation),
             ("GET", "/v1/organisations/([^/]+)/plugins", self.plugins),
             ("GET", "/v1/organisations/([^/]+)/plugins/([^/]+)", self.plugin),
+            ("GET", "/v1/configs", self.configs),
         ]
 
     def health(self, _request: Request) -> Answer:
@@ -169,6 +170,22 @@ class KatalogusService(SimulatedService):
         found = [plugin for plugin in self.world.plugins_of(org) if plugin["id"] == plugin_id]
         return (200, found[0]) if found else (404, {"detail": "Plugin not found"})
 
+    def configs(self, request: Request) -> Answer:
+        """An organisation's config of a boefje and, with_duplicates, the equal ones of the organisations
+        that deduplicate (every simulated config has the same, empty, settings)."""
+        org, boefje_id = request.arg("organisation_id"), request.arg("boefje_id")
+        if org not in self.world.organisations or not self.world.enabled.get(org, {}).get(boefje_id or ""):
+            return 200, []
+        config: JSON = {"organisation_id": org, "boefje_id": boefje_id, "enabled": True, "settings": {},
+                        "duplicates": []}
+        if request.arg("with_duplicates") == "true":
+            config["duplicates"] = [
+                {"organisation_id": other, "boefje_id": boefje_id, "enabled": True, "settings": {}}
+                for other, details in sorted(self.world.organisations.items())
+                if other != org and details.get("deduplicate")
+                and self.world.enabled.get(other, {}).get(boefje_id or "")]
+        return 200, [config]
+
     def set_enabled(self, org: str, plugin_id: str, enabled: bool) -> None:
         self.world.enabled.setdefault(org, {})[plugin_id] = enabled
 
@@ -184,6 +201,7 @@ class OctopoesService(SimulatedService):
 
     def routes(self) -> list[tuple[str, str, Callable[..., Answer]]]:
         return [
+            ("GET", "/object-clients", self.object_clients),
             ("GET", "/([^/]+)/health", self.health),
             ("GET", "/([^/]+)/objects", self.objects),
             ("GET", "/([^/]+)/object", self.object),
@@ -204,6 +222,13 @@ class OctopoesService(SimulatedService):
                         if (not types or o["object_type"] in types)
                         and (not levels or (o["scan_profile"] and o["scan_profile"]["level"] in levels))]
         return 200, {"count": len(matching), "items": matching[offset:offset + limit]}
+
+    def object_clients(self, request: Request) -> Answer:
+        reference = request.arg("reference") or ""
+        with self._lock:
+            held = {org: self.world.oois[org][reference] for org in request.query.get("clients", [])
+                    if reference in self.world.oois.get(org, {})}
+        return 200, held
 
     def object(self, request: Request, org: str) -> Answer:
         with self._lock:

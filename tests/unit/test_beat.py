@@ -14,6 +14,7 @@ from kat_scheduler.config import load_settings
 from kat_scheduler.context import AppContext
 from kat_scheduler.schedulers import BoefjeScheduler
 from tests.factories.kat_world import ORG, mutation
+from tests.factories.tasks import FakeClock, boefje_task
 from tests.factories.waiting import wait_for
 
 
@@ -121,3 +122,18 @@ def test_a_pass_is_bounded_and_the_next_pass_continues(make_beat: Callable[..., 
     wait_for(lambda: [lead(beat)] and not boefjes.catalogue.jobs(), 10, "the passes to finish")
     queued = beat_context.boefjes.counts()
     assert queued == {ORG: 3}  # dns on a and b, nmap on the IP
+
+
+def test_a_beat_that_starts_to_lead_holds_its_reaps_while_the_dispatchers_catch_up(
+        make_beat: Callable[..., KatScheduler], beat_context: AppContext, wall_clock: FakeClock) -> None:
+    queue = beat_context.boefjes
+    queue.push(boefje_task(), 1)
+    [claimed] = queue.claim(1, lease_seconds=1)
+    wall_clock.advance(2)  # its lease ran out
+    beat = make_beat()
+    assert lead(beat)
+    beat.scheduling_pass()
+    assert queue.records.get(claimed.id).status == "dispatched"  # type: ignore[union-attr]  # held
+    beat._reap_from = 0.0  # the hold is over (REAP_HOLD_SECONDS after it started to lead)
+    beat.scheduling_pass()
+    assert queue.records.get(claimed.id).status == "queued"  # type: ignore[union-attr]

@@ -643,3 +643,15 @@ def test_a_queue_that_keeps_no_last_runs_writes_none(client: redis.Redis, key_pr
         [claimed] = queue.claim()
         assert queue.ack(claimed.id) is Change.OK
         assert (queue.records.last_run_ms(task.hash) is not None) is keeps
+
+
+def test_a_reap_of_pulled_tasks_leaves_the_dispatchers_tasks_to_them(queue: PriorityQueue, clock: FakeClock) -> None:
+    """The API reaps before a pop, and hears no Celery events: a forwarded task whose lease ran out during a
+    Redis outage may have finished, which only a dispatcher knows (it writes what it heard, then reaps)."""
+    queue.push(boefje_task(), 1)
+    queue.push(boefje_task(), 2)
+    [forwarded] = queue.dispatch(1, slots=1)
+    [pulled] = queue.claim(1)
+    clock.advance(61)
+    assert queue.reap(pulled_only=True).requeued == [pulled.id]
+    assert queue.reap().requeued == [forwarded.id]

@@ -59,6 +59,20 @@ class KatalogusClient(HTTPServiceClient):
     def get_organisation(self, organisation: str) -> Organisation | None:
         return self._get_model(f"/v1/organisations/{quote(organisation, safe='')}", Organisation)
 
+    def get_duplicate_organisations(self, organisation: str, boefje_id: str) -> list[str]:
+        """The organisations whose enabled config of the boefje equals this organisation's, and that
+        deduplicate (Katalogus applies both flags: `/v1/configs?with_duplicates=true`)."""
+        path = "/v1/configs"
+        answer = self._get_json(path, params={"organisation_id": organisation, "boefje_id": boefje_id,
+                                              "enabled": "true", "with_duplicates": "true"})
+        if not answer:
+            return []
+        try:
+            duplicates = answer[0].get("duplicates") or []
+            return sorted({str(d["organisation_id"]) for d in duplicates} - {organisation})
+        except (AttributeError, KeyError, IndexError, TypeError) as error:
+            raise self._unexpected(path, error) from error
+
     # -- plugins ---------------------------------------------------------------------------------
 
     def get_plugins(self, organisation: str) -> list[Plugin]:

@@ -55,5 +55,17 @@ class OctopoesClient(HTTPServiceClient):
         except (KeyError, TypeError, ValueError) as error:
             raise self._unexpected(path, error) from error
 
+    def get_object_clients(self, reference: str, organisations: Iterable[str]) -> dict[str, OOI]:
+        """Which of `organisations` hold the object now, with their copy of it (`/object-clients`)."""
+        path = "/object-clients"
+        params: list[tuple[str, Any]] = [("reference", reference), *(("clients", o) for o in organisations)]
+        answer = self._get_json(path, params=params)
+        if not answer:
+            return {}
+        try:
+            return {str(organisation): OOI.model_validate(ooi) for organisation, ooi in dict(answer).items()}
+        except (TypeError, ValueError) as error:
+            raise self._unexpected(path, error) from error
+
     def get_object(self, organisation: str, reference: str) -> OOI | None:
         return self._get_model(f"/{quote(organisation, safe='')}/object", OOI, params={"reference": reference})
