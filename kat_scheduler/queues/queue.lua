@@ -762,6 +762,16 @@ local function drop_dead_letter(id, retention_ms)
     return true
 end
 
+-- Whether a claimed task went to a Celery runner: it holds a dispatcher slot, or a sibling claimed with
+-- it does (the run is the sibling's).
+local function forwarded(id)
+    if redis.call("SISMEMBER", P .. ":slots", id) == 1 then return true end
+    for _, sibling in ipairs(claimed_siblings(id)) do
+        if redis.call("SISMEMBER", P .. ":slots", sibling[1]) == 1 then return true end
+    end
+    return false
+end
+
 -- reap: ARGV[3] max expired leases, ARGV[4] how many at most, ARGV[5] retention ms, ARGV[6] how long
 -- dead letters are kept, ms (0: until dropped); older ones are dropped, at most ARGV[4] a call. ARGV[7]
 -- "1": only tasks in no dispatcher slot (pulled through the API; the dispatchers hear the others' ends).
@@ -775,7 +785,7 @@ local function reap()
     local pulled_only = ARGV[7] == "1"
     for _, id in ipairs(expired) do
         local r = read_record(id)
-        if pulled_only and redis.call("SISMEMBER", P .. ":slots", id) == 1 then
+        if pulled_only and forwarded(id) then
             -- a dispatcher's: it reaps it, once it has written what it heard
         elseif not r then
             redis.call("ZREM", P .. ":leases", id)

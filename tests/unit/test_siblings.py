@@ -18,7 +18,7 @@ from kat_scheduler.server.config import ApiSettings
 from kat_scheduler.simulation import World
 from kat_scheduler.simulation.world import ooi
 from tests.factories.kat_world import DISABLED, PLUGINS, mutation
-from tests.factories.tasks import boefje_task
+from tests.factories.tasks import FakeClock, boefje_task
 
 HOST = "Hostname|internet|shared.example"
 ORGS = ("org1", "org2", "org3")
@@ -112,3 +112,12 @@ def test_without_the_flag_nothing_is_deduplicated(context: AppContext, world: Wo
     results = BoefjeScheduler(context).on_mutation(mutation("update", HOST, level=2, org="org1"))
     organisations = {context.boefjes.records.get(r.task_id).organisation for r in results}  # type: ignore[union-attr]
     assert organisations == {"org1"}
+
+
+def test_a_reap_of_pulled_tasks_leaves_a_forwarded_runs_siblings_alone(queue: PriorityQueue, clock: FakeClock) -> None:
+    grouped(queue)
+    claimed = queue.dispatch(1, slots=1)
+    assert len(claimed) == 3  # the run, forwarded to a Celery runner, and its two siblings
+    clock.advance(61)
+    assert queue.reap(pulled_only=True).requeued == []
+    assert sorted(queue.reap().requeued) == sorted(record.id for record in claimed)
