@@ -21,18 +21,20 @@ from tests.factories.kat_world import DISABLED, PLUGINS, mutation
 from tests.factories.tasks import FakeClock, boefje_task
 
 HOST = "Hostname|internet|shared.example"
-ORGS = ("org1", "org2", "org3")
+ORGS = ("org1", "org2", "org3")  # they deduplicate
+OTHER = "org4"  # it holds the host too, but does not deduplicate
 
 
 @pytest.fixture
 def world() -> World:
-    """Three organisations hold the same host; org1 and org2 deduplicate, org3 does not."""
+    """Four organisations hold the same host with the same configs; three of them deduplicate."""
+    everyone = (*ORGS, OTHER)
     return World(
         seed=0,
-        organisations={org: {"id": org, "name": org, "deduplicate": org != "org3"} for org in ORGS},
-        oois={org: {HOST: ooi(HOST, 2)} for org in ORGS},
+        organisations={org: {"id": org, "name": org, "deduplicate": org != OTHER} for org in everyone},
+        oois={org: {HOST: ooi(HOST, 2)} for org in everyone},
         plugins={p["id"]: p for p in PLUGINS},
-        enabled={org: {p["id"]: p["id"] not in DISABLED for p in PLUGINS} for org in ORGS},
+        enabled={org: {p["id"]: p["id"] not in DISABLED for p in PLUGINS} for org in everyone},
     )
 
 
@@ -88,15 +90,15 @@ def test_a_deduplicating_organisation_queues_siblings_for_the_organisations_that
     queued = {r.task_id for r in results if r.outcome == "queued"}
     records = [context.boefjes.records.get(task_id) for task_id in queued]
     dns = [r for r in records if r is not None and r.plugin_id == "dns"]
-    # org1 leads; org2 deduplicates too and holds the host; org3 does not deduplicate (Katalogus leaves it out)
-    assert sorted(r.organisation for r in dns) == ["org1", "org2"]
+    # org1 leads; org2 and org3 deduplicate too; org4 does not (Katalogus leaves it out)
+    assert sorted(r.organisation for r in dns) == ["org1", "org2", "org3"]
     [leader] = [r for r in dns if r.organisation == "org1"]
     assert all(r.data["deduplication_key"] == leader.id for r in dns)
 
     # A pull runner pops: the siblings come together; its PATCHes of the one it runs move them all.
     popped = api.post("/schedulers/boefje/pop", json={"filters": [
         {"column": "data", "field": "boefje__id", "operator": "==", "value": "dns"}]}).json()["results"]
-    assert sorted(task["organisation"] for task in popped) == ["org1", "org2"]
+    assert sorted(task["organisation"] for task in popped) == ["org1", "org2", "org3"]  # one run for three
     run = next(task for task in popped if task["id"] == task["data"]["deduplication_key"])
     assert api.patch(f"/tasks/{run['id']}", json={"status": "running"}).status_code == 200
     assert {api.get(f"/tasks/{task['id']}").json()["status"] for task in popped} == {"running"}
@@ -107,7 +109,7 @@ def test_a_deduplicating_organisation_queues_siblings_for_the_organisations_that
 
 
 def test_without_the_flag_nothing_is_deduplicated(context: AppContext, world: World) -> None:
-    for org in ORGS:
+    for org in world.organisations:
         world.organisations[org]["deduplicate"] = False
     results = BoefjeScheduler(context).on_mutation(mutation("update", HOST, level=2, org="org1"))
     organisations = {context.boefjes.records.get(r.task_id).organisation for r in results}  # type: ignore[union-attr]
