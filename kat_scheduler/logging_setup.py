@@ -19,7 +19,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -91,11 +92,33 @@ class _OurHandler(logging.StreamHandler[TextIO]):
     handlers (pytest's, an operator's) alone."""
 
 
+_redirected: list[logging.Handler] = []  # while set (redirect_to), every line goes there alone
+
+
+@contextmanager
+def redirect_to(handler: logging.Handler) -> Iterator[None]:
+    """Every log line goes to `handler` alone, at INFO, until the block ends; configure_logging (which
+    Celery calls when an in-process worker starts) leaves it so meanwhile. The demo's log file."""
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    root.handlers = [handler]
+    root.setLevel(logging.INFO)
+    _redirected.append(handler)
+    try:
+        yield
+    finally:
+        _redirected.remove(handler)
+        root.handlers = saved_handlers
+        root.setLevel(saved_level)
+
+
 def configure_logging(settings: Settings | None = None, *, level: int | str | None = None,
                       stream: TextIO | None = None) -> logging.Handler:
     """Send the root logger's lines to `stream` (stderr) in the configured format.
 
     The level is INFO, or `level` when given (Celery's --loglevel), and DEBUG whenever DEBUG is set."""
+    if _redirected:
+        return _redirected[-1]
     settings = settings or load_settings()
     handler = _OurHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(JsonFormatter() if settings.logging_format == "json" else TextFormatter())

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import logging
 import sys
+import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from celery import Celery
@@ -34,6 +36,7 @@ from kat_scheduler.dispatcher import Dispatcher
 from kat_scheduler.kinds import KINDS
 from kat_scheduler.kinds.report import ReportTask
 from kat_scheduler.listening import start_listeners, subscriptions
+from kat_scheduler.logging_setup import TextFormatter, redirect_to
 from kat_scheduler.runner.handlers import use_simulation
 from kat_scheduler.runner.worker import create_runner_app
 from kat_scheduler.simulation import SimulatedKAT, World
@@ -84,12 +87,13 @@ class EventCount:
 def run_demo(options: DemoOptions, out: Any = None) -> dict[str, int]:
     """Run the demo, print what happens, and return the summary's figures."""
     out = out or sys.stdout
-    logging.getLogger("kat_scheduler").setLevel(logging.WARNING)
     base = load_settings()
     prefix = f"kat-demo-{uuid.uuid4().hex[:6]}"
-    with demo_services(base, options.embedded) as services, ExitStack() as stack:
+    log_file = Path(tempfile.gettempdir()) / f"{prefix}.log"
+    with logging_to(log_file), demo_services(base, options.embedded) as services, ExitStack() as stack:
         print(f"kat_scheduler demo: queues and Celery messages on {services.redis_label};", file=out)
         print(f"  OpenKAT's events through {services.events_label}.", file=out)
+        print(f"  every log line (pika, kombu, Celery, kat_scheduler) goes to {log_file}", file=out)
         mutations, raw_files = f"{prefix}.scan_profile_mutations", f"{prefix}.raw_file_received"
         world = World.generate(seed=options.seed, organisations=options.organisations,
                                oois_per_organisation=options.objects)
@@ -133,6 +137,18 @@ def run_demo(options: DemoOptions, out: Any = None) -> dict[str, int]:
         text, figures = summary(context, added)
         print(text, file=out)
         return figures
+
+
+@contextmanager
+def logging_to(path: Path) -> Iterator[None]:
+    """Every log line of the run goes to `path` instead of the screen, which is the live view's."""
+    handler = logging.FileHandler(path)
+    handler.setFormatter(TextFormatter())
+    try:
+        with redirect_to(handler):
+            yield
+    finally:
+        handler.close()
 
 
 def _schedule_reports(context: AppContext, organisations: list[str]) -> None:
