@@ -277,10 +277,6 @@ class PriorityQueue:
         Answers the group's size."""
         return int(self._call("group", key, *task_ids))
 
-    def siblings_of(self, task_id: str) -> list[str]:
-        """The other tasks of the task's sibling group (none when it is in none)."""
-        return list(self._call("siblings", task_id))
-
     # -- plugin limits (limits.py, queue.lua's gate) ----------------------------------------------
 
     def set_limit(self, plugin_id: str, limit: PluginLimit, *, configured: bool = False) -> str:

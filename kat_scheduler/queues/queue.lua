@@ -183,6 +183,21 @@ local function unindex_plugin(org, plugin, member)
     end
 end
 
+-- The other members of a task's group of siblings whose status is one of `statuses`: {{id, record}, ...}.
+local function group_members(id, statuses)
+    local key = redis.call("HGET", P .. ":dkof", id)
+    if not key then return {} end
+    local found = {}
+    for _, sibling in ipairs(redis.call("SMEMBERS", P .. ":dk:" .. key)) do
+        local r = sibling ~= id and read_record(sibling)
+        if r and statuses[r[STATUS]] then found[#found + 1] = {sibling, r} end
+    end
+    return found
+end
+
+local QUEUED = {queued = true}
+local CLAIMED = {dispatched = true, running = true}
+
 -- A task that ended leaves its group of siblings.
 local function ungroup(id)
     local key = redis.call("HGET", P .. ":dkof", id)
@@ -365,6 +380,10 @@ local ensure_plugin_index -- defined below, with the claims
 -- window of the runners' starts within the count however long a dispatch takes.) The gate reads each
 -- plugin's limit and room once per call and counts down what the call takes; a plugin without room is
 -- held for the rest of the call, and its tasks stay where they are.
+-- A start is written when a dispatcher hears of it, a little after the runner began: a rate's window
+-- counts a twentieth longer, so that no window of the runners' own clocks holds more.
+local function counted_window(window_ms) return tonumber(window_ms) * 21 / 20 end
+
 local function new_gate()
     if redis.call("EXISTS", P .. ":limits") == 0 then return nil end
     ensure_plugin_index()
@@ -381,9 +400,7 @@ local function room_of(gate, plugin)
         room = {math.huge, false, 0, 0}
     else
         local concurrency, count, window = string.match(limit, "^(%d+):(%d+):(%d+)$")
-        -- A start is written when a dispatcher hears of it, a little after the runner began: the window
-        -- counts a twentieth longer, so that no window of the runners' own clocks holds more.
-        concurrency, count, window = tonumber(concurrency), tonumber(count), tonumber(window) * 21 / 20
+        concurrency, count, window = tonumber(concurrency), tonumber(count), counted_window(window)
         local left = math.huge
         if concurrency > 0 then left = concurrency - redis.call("SCARD", busy_key(plugin)) end
         if count > 0 then
@@ -517,22 +534,17 @@ end
 -- The queued siblings of a task just claimed (the same work for other organisations) are claimed with
 -- it, leased but in no slot: one run does the work of them all. Their reply entries' ids carry a "+".
 local function take_siblings(id, lease, claimed)
-    local key = redis.call("HGET", P .. ":dkof", id)
-    if not key then return 0 end
-    local taken = 0
-    for _, sibling in ipairs(redis.call("SMEMBERS", P .. ":dk:" .. key)) do
-        local r = sibling ~= id and read_record(sibling)
-        if r and r[STATUS] == "queued" then
-            dequeue(sibling, r, false)
-            r[ATTEMPTS] = int(tonumber(r[ATTEMPTS]) + 1)
-            set_status(sibling, r, "dispatched")
-            redis.call("ZADD", P .. ":leases", int(now + lease), sibling)
-            claimed[#claimed + 1] = "+" .. sibling
-            claimed[#claimed + 1] = table.concat(r, SEP)
-            taken = taken + 1
-        end
+    local siblings = group_members(id, QUEUED)
+    for _, sibling in ipairs(siblings) do
+        local r = sibling[2]
+        dequeue(sibling[1], r, false)
+        r[ATTEMPTS] = int(tonumber(r[ATTEMPTS]) + 1)
+        set_status(sibling[1], r, "dispatched")
+        redis.call("ZADD", P .. ":leases", int(now + lease), sibling[1])
+        claimed[#claimed + 1] = "+" .. sibling[1]
+        claimed[#claimed + 1] = table.concat(r, SEP)
     end
-    return taken
+    return #siblings
 end
 
 -- Take up to `wanted` tasks in serving order: each is dispatched, leased and (for the dispatcher) in a
@@ -556,11 +568,9 @@ local function take(wanted, lease, filter, in_slot)
             unindex_plugin(r[ORG], r[PLUGIN], member)
             count_queued(r[ORG], -1)
             place_org(r[ORG], true)
-        elseif filter then
-            dequeue(id, r, true)
-            served(orgs)
         else
             dequeue(id, r, true)
+            if filter then served(orgs) end
         end
         admit(gate, r[PLUGIN], id)
         r[ATTEMPTS] = int(tonumber(r[ATTEMPTS]) + 1)
@@ -575,7 +585,7 @@ local function take(wanted, lease, filter, in_slot)
     local taken = leaders + siblings
     if taken > 0 then redis.call("HINCRBY", P .. ":stats", in_slot and "dispatched" or "claimed", int(taken)) end
     if gate and leaders < wanted then
-        for plugin, room in pairs(gate.room) do allows(gate, plugin) end -- note when the held ones open
+        for plugin in pairs(gate.room) do allows(gate, plugin) end -- note when the held ones open
         if gate.opens_at then claimed[#claimed + 1] = int(gate.opens_at) end
     end
     return claimed
@@ -638,14 +648,7 @@ end
 -- The siblings claimed with a task (dispatched or running): its run is theirs, so what happens to it
 -- happens to them (running, completed; failed or handed back: they go back to the queue, for another run).
 local function claimed_siblings(id)
-    local key = redis.call("HGET", P .. ":dkof", id)
-    if not key then return {} end
-    local found = {}
-    for _, sibling in ipairs(redis.call("SMEMBERS", P .. ":dk:" .. key)) do
-        local r = sibling ~= id and read_record(sibling)
-        if r and (r[STATUS] == "dispatched" or r[STATUS] == "running") then found[#found + 1] = {sibling, r} end
-    end
-    return found
+    return group_members(id, CLAIMED)
 end
 
 -- Checks shared by the operations on a claimed task: it exists, is dispatched or running, and
@@ -887,15 +890,22 @@ end
 -- set_limit: ARGV[3] plugin, ARGV[4] the limit "<concurrency>:<rate count>:<rate window ms>", ARGV[5]
 -- "api" or "conf". A limit from the configuration does not replace one the API set or deleted. Replies
 -- "set", "same" or "kept".
+-- Whether `source` may change a plugin's limit, noting who did: the configuration may not change what
+-- the API set or deleted; `configured` says whether the configuration still names the plugin.
+local function may_change_limit(plugin, source, configured)
+    if source ~= "conf" then
+        redis.call("SADD", P .. ":limits_api", plugin)
+        return true
+    end
+    if redis.call("SISMEMBER", P .. ":limits_api", plugin) == 1 then return false end
+    redis.call(configured and "SADD" or "SREM", P .. ":limits_conf", plugin)
+    return true
+end
+
 local function set_limit()
     local plugin, limit, source = ARGV[3], ARGV[4], ARGV[5]
     if not string.match(limit, "^%d+:%d+:%d+$") then return redis.error_reply("set_limit: bad limit") end
-    if source == "conf" then
-        if redis.call("SISMEMBER", P .. ":limits_api", plugin) == 1 then return "kept" end
-        redis.call("SADD", P .. ":limits_conf", plugin)
-    else
-        redis.call("SADD", P .. ":limits_api", plugin)
-    end
+    if not may_change_limit(plugin, source, true) then return "kept" end
     if redis.call("HGET", P .. ":limits", plugin) == limit then return "same" end
     redis.call("HSET", P .. ":limits", plugin, limit)
     count_busy(plugin)
@@ -907,12 +917,7 @@ end
 -- Replies "deleted", "none" or "kept".
 local function delete_limit()
     local plugin, source = ARGV[3], ARGV[4]
-    if source == "conf" then
-        if redis.call("SISMEMBER", P .. ":limits_api", plugin) == 1 then return "kept" end
-        redis.call("SREM", P .. ":limits_conf", plugin)
-    else
-        redis.call("SADD", P .. ":limits_api", plugin)
-    end
+    if not may_change_limit(plugin, source, false) then return "kept" end
     if redis.call("HDEL", P .. ":limits", plugin) == 0 then return "none" end
     redis.call("DEL", busy_key(plugin), starts_key(plugin), unstarted_key(plugin))
     wake("limit")
@@ -927,10 +932,10 @@ local function limit_states()
     local flat = redis.call("HGETALL", P .. ":limits")
     for n = 1, #flat, 2 do
         local plugin, limit = flat[n], flat[n + 1]
-        local window = tonumber(string.match(limit, ":(%d+)$")) or 0
+        local window = counted_window(string.match(limit, ":(%d+)$") or 0)
         local recent = 0
         if window > 0 then
-            recent = redis.call("ZCOUNT", starts_key(plugin), "(" .. int(now - window * 21 / 20), "+inf") +
+            recent = redis.call("ZCOUNT", starts_key(plugin), "(" .. int(now - window), "+inf") +
                 redis.call("SCARD", unstarted_key(plugin))
         end
         local queued = 0
@@ -968,7 +973,7 @@ local function group()
     local key = ARGV[3]
     for n = 4, #ARGV do
         local r = read_record(ARGV[n])
-        if r and (r[STATUS] == "queued" or r[STATUS] == "dispatched" or r[STATUS] == "running") then
+        if r and (QUEUED[r[STATUS]] or CLAIMED[r[STATUS]]) then
             redis.call("SADD", P .. ":dk:" .. key, ARGV[n])
             redis.call("HSET", P .. ":dkof", ARGV[n], key)
         end
@@ -976,22 +981,11 @@ local function group()
     return redis.call("SCARD", P .. ":dk:" .. key)
 end
 
--- siblings: ARGV[3] id. Replies the other tasks of its group, if it is in one.
-local function siblings_of()
-    local key = redis.call("HGET", P .. ":dkof", ARGV[3])
-    if not key then return {} end
-    local others = {}
-    for _, id in ipairs(redis.call("SMEMBERS", P .. ":dk:" .. key)) do
-        if id ~= ARGV[3] then others[#others + 1] = id end
-    end
-    return others
-end
-
 local operations = {
     push = push, claim = claim, dispatch = dispatch, ack = ack, running = running, release = release, renew = renew,
     reap = reap, cancel = cancel, cancel_ooi = cancel_ooi, requeue_dead = requeue_dead,
     drop_dead = drop_dead, set_limit = set_limit, delete_limit = delete_limit, limit_states = limit_states,
-    set_weights = set_weights, group = group, siblings = siblings_of,
+    set_weights = set_weights, group = group,
 }
 
 local function main(keys, args)

@@ -16,6 +16,7 @@ from typing import Any
 import pika
 import pika.exceptions
 import pytest
+from celery import Celery
 
 RABBITMQ_URL = os.environ.get("KAT_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 
@@ -116,3 +117,18 @@ def rabbit_publisher(rabbitmq_url: str) -> Iterator[TestPublisher]:
     publisher = TestPublisher(rabbitmq_url)
     yield publisher
     publisher.close()
+
+
+def celery_app(broker_url: str) -> Celery:
+    """A Celery app as the scheduler worker configures one, on `broker_url`, for a dispatcher under test."""
+    app = Celery(f"kat-test-{uuid.uuid4().hex[:6]}", broker=broker_url)
+    app.config_from_object("kat_scheduler.celery_defaults")
+    return app
+
+
+@pytest.fixture
+def rabbit_app(rabbitmq_url: str) -> Iterator[Celery]:
+    """celery_app on the machine's RabbitMQ, closed after the test."""
+    app = celery_app(rabbitmq_url)
+    yield app
+    app.close()

@@ -9,7 +9,6 @@ import random
 import signal
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -18,18 +17,13 @@ from amqp.exceptions import NotFound
 from celery import Celery
 
 from kat_scheduler.runner.handlers import max_concurrency
+from tests.factories.rabbitmq_fixtures import celery_app
 from tests.factories.redis_fixtures import REDIS_URL
 from tests.factories.runners import CELERY, ROOT, Lane, RunnerProcess, running
 from tests.factories.tasks import boefje_task
 from tests.factories.waiting import wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def celery_app(broker_url: str) -> Celery:
-    app = Celery(f"kat-test-{uuid.uuid4().hex[:6]}", broker=broker_url)
-    app.config_from_object("kat_scheduler.celery_defaults")
-    return app
 
 
 @pytest.fixture

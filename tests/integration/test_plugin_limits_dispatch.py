@@ -4,7 +4,6 @@ RabbitMQ."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -21,11 +20,8 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def app(rabbitmq_url: str) -> Iterator[Celery]:
-    celery = Celery(f"kat-limits-{uuid.uuid4().hex[:6]}", broker=rabbitmq_url)
-    celery.config_from_object("kat_scheduler.celery_defaults")
-    yield celery
-    celery.close()
+def app(rabbit_app: Celery) -> Celery:
+    return rabbit_app
 
 
 @pytest.fixture

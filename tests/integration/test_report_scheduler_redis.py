@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-
 import pytest
 import redis
 from celery import Celery
@@ -16,14 +13,6 @@ from tests.factories.waiting import wait_for
 from tests.unit.test_report_scheduler import *  # noqa: F403  (the same tests, on the real Redis)
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def rabbit_app(rabbitmq_url: str) -> Iterator[Celery]:
-    app = Celery(f"kat-report-{uuid.uuid4().hex[:6]}", broker=rabbitmq_url)
-    app.config_from_object("kat_scheduler.celery_defaults")
-    yield app
-    app.close()
 
 
 def test_a_celery_runner_receives_report_tasks_as_handle_report_one_slot_at_a_time(

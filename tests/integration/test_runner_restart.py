@@ -13,6 +13,7 @@ import pytest
 import redis
 from celery import Celery
 
+from tests.factories.rabbitmq_fixtures import celery_app
 from tests.factories.redis_fixtures import REDIS_URL
 from tests.factories.runners import Lane, RunnerProcess, running
 from tests.factories.tasks import boefje_task
@@ -31,8 +32,7 @@ def broker_url(request: pytest.FixtureRequest, rabbitmq_url: str) -> str:
 
 @pytest.fixture
 def app(broker_url: str) -> Iterator[Celery]:
-    celery = Celery(f"kat-test-{uuid.uuid4().hex[:6]}", broker=broker_url)
-    celery.config_from_object("kat_scheduler.celery_defaults")
+    celery = celery_app(broker_url)
     yield celery
     celery.close()
 

@@ -3,8 +3,6 @@ for the three organisations, three completed records."""
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 import redis
 from celery import Celery
@@ -20,9 +18,8 @@ pytestmark = pytest.mark.integration
 
 
 def test_a_celery_runner_runs_siblings_once_and_every_record_completes(
-        real_redis: redis.Redis, key_prefix: str, rabbitmq_url: str) -> None:
-    app = Celery(f"kat-siblings-{uuid.uuid4().hex[:6]}", broker=rabbitmq_url)
-    app.config_from_object("kat_scheduler.celery_defaults")
+        real_redis: redis.Redis, key_prefix: str, rabbitmq_url: str, rabbit_app: Celery) -> None:
+    app = rabbit_app
     lane = Lane(real_redis, key_prefix, boefje_slots=4)
     ids = [lane.boefjes.push(boefje_task(org=org, ooi=HOST), 1).task_id for org in ORGS]
     lane.boefjes.group(ids[0], ids)
@@ -34,6 +31,5 @@ def test_a_celery_runner_runs_siblings_once_and_every_record_completes(
         wait_for(lambda: all(lane.status(task_id) == "completed" for task_id in [*ids, alone]), 10, "the records")
     finally:
         runner.kill()
-        app.close()
     starts = [line["id"] for line in lane.lines() if line["event"] == "start"]
     assert len(starts) == 2 and alone in starts and len(set(starts) & set(ids)) == 1
