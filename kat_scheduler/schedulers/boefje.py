@@ -244,7 +244,7 @@ class BoefjeScheduler(Scheduler):
             try:
                 others = self.context.katalogus.get_duplicate_organisations(organisation, task.boefje.id)
                 holders = self.context.octopoes.get_object_clients(task.input_ooi, others) if others else {}
-                plugins = {other: self.context.katalogus.get_plugin(other, task.boefje.id) for other in holders}
+                plugins = {other: self._boefje_of(other, ooi, task.boefje.id) for other, ooi in holders.items()}
             except ServiceError as error:
                 logger.warning("task %s organisation %s: no deduplication of %s on %s: %s", task.id, organisation,
                                task.boefje.id, task.input_ooi, error,
@@ -257,6 +257,11 @@ class BoefjeScheduler(Scheduler):
             if siblings:
                 found[task.id] = siblings
         return found
+
+    def _boefje_of(self, organisation: str, ooi: OOI, boefje_id: str) -> Plugin | None:
+        """The organisation's boefje, from the cached list of those consuming the object's type."""
+        plugins = self.context.katalogus.get_boefjes_by_ooi_type(organisation, ooi.object_type)
+        return next((plugin for plugin in plugins if plugin.id == boefje_id), None)
 
     def _deduplicates(self, organisation: str) -> bool:
         known = self._deduplicating.get(organisation)
