@@ -16,11 +16,12 @@ from typing import Any
 
 from pika.exceptions import AMQPError
 
-from kat_scheduler.commands.common import CommandError, ExitCode, duration, emit_json, iso, session, table
+from kat_scheduler.commands.common import CommandError, ExitCode, emit_json, iso, session, table
 from kat_scheduler.config import Settings
 from kat_scheduler.connectors.listeners.dead_events import DeadEvents
 from kat_scheduler.connectors.listeners.openkat import RAW_FILE_RECEIVED, SCAN_PROFILE_MUTATIONS
 from kat_scheduler.context import AppContext
+from kat_scheduler.durations import duration
 from kat_scheduler.kinds import KINDS
 from kat_scheduler.models import TaskStatus
 from kat_scheduler.queues import Change, PriorityQueue

@@ -10,8 +10,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from kat_scheduler.commands.common import CommandError, ExitCode, duration, emit_json, iso, session, table
+from kat_scheduler.commands.common import CommandError, ExitCode, emit_json, iso, session, table
 from kat_scheduler.config import Settings
+from kat_scheduler.durations import duration
 from kat_scheduler.queues import PriorityQueue
 from kat_scheduler.repositories.task_records import TaskRecord
 

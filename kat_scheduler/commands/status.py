@@ -9,9 +9,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from kat_scheduler.commands.common import ExitCode, duration, emit_json, iso, session, table
+from kat_scheduler.commands.common import ExitCode, emit_json, iso, session, table
 from kat_scheduler.config import Settings
 from kat_scheduler.context import AppContext
+from kat_scheduler.durations import duration
 from kat_scheduler.leadership import Leadership
 from kat_scheduler.metrics import QueueFigures, read_figures
 from kat_scheduler.queues.errors import redacted_url
