@@ -37,6 +37,19 @@ class Ranker(ABC):
             raise ValueError(f"{self.name} ranker gave delay {delay} ms outside [0, {self.max_delay_ms}]")
         return context.now_ms + delay
 
+    def explain(self, score: int, pushed_ms: int, last_run_ms: int | None = None) -> str:
+        """Why a queued task has its score, in words for the dashboard. `pushed_ms`: when it was pushed;
+        `last_run_ms`: the end of its work's last run, when known."""
+        if score < 0:
+            return "manual run: ahead of all automatic work"
+        return self.explain_delay(max(0, score - pushed_ms), pushed_ms, last_run_ms)
+
+    def explain_delay(self, delay_ms: int, pushed_ms: int, last_run_ms: int | None) -> str:
+        """The words for an automatic task's delay; rankers whose delays mean more say so."""
+        if delay_ms == 0:
+            return "first in, first out"
+        return f"{delay_ms // 1000} s behind work pushed at the same moment"
+
     @property
     @abstractmethod
     def max_delay_ms(self) -> int:

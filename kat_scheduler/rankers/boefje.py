@@ -1,3 +1,4 @@
+from kat_scheduler.durations import duration
 from kat_scheduler.rankers.base import Ranker, RankingContext, register
 
 RESCAN_MIN_DELAY_MS = 60_000  # a rescan always stands at least a minute behind a first scan
@@ -23,3 +24,16 @@ class BoefjeRanker(Ranker):
         lateness = min(1.0, overdue_ms / interval_ms)
         span = RESCAN_MAX_DELAY_MS - RESCAN_MIN_DELAY_MS
         return RESCAN_MIN_DELAY_MS + round(span * (1.0 - lateness))
+
+    def explain_delay(self, delay_ms: int, pushed_ms: int, last_run_ms: int | None) -> str:
+        """Undo delay_ms: its delay says how late the rescan was, as a share of the plugin's interval; the
+        time since the last run is that interval plus the lateness."""
+        if delay_ms == 0:
+            return "first scan: never run on this object"
+        span = RESCAN_MAX_DELAY_MS - RESCAN_MIN_DELAY_MS
+        lateness = min(1.0, max(0.0, 1.0 - (delay_ms - RESCAN_MIN_DELAY_MS) / span))
+        behind = f"{duration(round(delay_ms / 1000))} behind first scans"
+        if last_run_ms is None or lateness >= 1.0:
+            return f"rescan, overdue by a whole interval or more; {behind}" if lateness >= 1.0 else f"rescan, {behind}"
+        overdue_ms = lateness * max(0, pushed_ms - last_run_ms) / (1.0 + lateness)
+        return f"rescan, overdue by {duration(round(overdue_ms / 1000))}; {behind}"

@@ -59,3 +59,26 @@ def test_a_ranker_that_breaks_its_delay_bound_is_stopped() -> None:
 
     with pytest.raises(ValueError, match="outside"):
         Greedy().rank(RankingContext(now_ms=NOW))
+
+
+@pytest.mark.parametrize("overdue_hours", [1, 6, 18])
+def test_the_boefje_ranker_explains_a_rescan_with_how_overdue_it_was(overdue_hours: int) -> None:
+    """explain() undoes rank(): from the score, the push time and the last run it finds the lateness again."""
+    ranker = BoefjeRanker()
+    context = rescan(overdue_days=overdue_hours / 24)
+    words = ranker.explain(ranker.rank(context), NOW, context.last_run_ms)
+    assert words.startswith(f"rescan, overdue by {overdue_hours}h00m; "), words
+
+
+def test_the_boefje_ranker_explains_manual_runs_first_scans_and_very_late_rescans() -> None:
+    ranker = BoefjeRanker()
+    assert ranker.explain(ranker.rank(RankingContext(now_ms=NOW, manual=True)), NOW).startswith("manual run")
+    assert ranker.explain(ranker.rank(RankingContext(now_ms=NOW)), NOW).startswith("first scan")
+    late = rescan(overdue_days=3)
+    assert ranker.explain(ranker.rank(late), NOW, late.last_run_ms).startswith(
+        "rescan, overdue by a whole interval or more; 1m00s behind first scans")
+
+
+def test_a_first_in_first_out_ranker_says_so() -> None:
+    ranker = NormalizerRanker()
+    assert ranker.explain(ranker.rank(RankingContext(now_ms=NOW)), NOW) == "first in, first out"
