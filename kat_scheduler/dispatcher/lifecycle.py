@@ -77,6 +77,7 @@ class Lifecycle:
         lost_runner_grace: float = 30.0,
         on_slot_freed: Callable[[], None] = lambda: None,
         on_runners_changed: Callable[[], None] = lambda: None,
+        on_heartbeat: Callable[[str, int | None, int | None], None] = lambda *_: None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.queues = dict(queues)
@@ -84,6 +85,7 @@ class Lifecycle:
         self.lost_runner_grace = lost_runner_grace
         self.on_slot_freed = on_slot_freed
         self.on_runners_changed = on_runners_changed
+        self.on_heartbeat = on_heartbeat  # shows the runner to people (repositories/runner_presence.py)
         self.clock = clock
         self.tracked: dict[str, Tracked] = {}
         self.foreign: OrderedDict[str, None] = OrderedDict()  # recent task ids that are not ours
@@ -178,7 +180,8 @@ class Lifecycle:
         if tracked is None:
             return
         self._held_by(tracked, event.get("hostname"))
-        outcome = self.queues[tracked.kind].mark_running(task_id, started_ms=_started_ms(event))
+        outcome = self.queues[tracked.kind].mark_running(task_id, started_ms=_started_ms(event),
+                                                         runner=event.get("hostname"))
         if logger.isEnabledFor(logging.DEBUG):  # naming the organisation may cost a Redis read
             about, fields = self._about(task_id, tracked)
             logger.debug("%s started on %s (%s)", about, tracked.runner, outcome, extra=fields)
@@ -265,6 +268,7 @@ class Lifecycle:
         if new:
             logger.info("worker %s is up (pid %s)", hostname, now.pid)
             self.on_runners_changed()
+        self.on_heartbeat(hostname, _int_or_none(event.get("active")), now.processed)
 
     def alive(self, hostname: str | None) -> bool:
         with self._lock:

@@ -321,13 +321,14 @@ class PriorityQueue:
         return outcome_of(self._call("ack", task_id, "failed" if failed else "completed", _token(attempt),
                                      self.retention_ms, "1" if self.keep_last_runs else "0"))
 
-    def mark_running(self, task_id: str, attempt: int | None = None,
-                     lease_seconds: float | None = None, started_ms: int | None = None) -> Outcome:
+    def mark_running(self, task_id: str, attempt: int | None = None, lease_seconds: float | None = None,
+                     started_ms: int | None = None, runner: str | None = None) -> Outcome:
         """A claimed task has started (or says it still runs); with `lease_seconds`, its lease starts anew;
-        `started_ms`: when the runner says it started (a rate limit counts from there)."""
+        `started_ms`: when the runner says it started (a rate limit counts from there); `runner`: who runs
+        it, for the task's history."""
         lease = "" if lease_seconds is None else str(int(lease_seconds * 1000))
         return outcome_of(self._call("running", task_id, _token(attempt), lease,
-                                     "" if started_ms is None else started_ms))
+                                     "" if started_ms is None else started_ms, _history_note(runner)))
 
     def release(self, task_id: str, attempt: int | None = None) -> Outcome:
         """Give a claimed task back: it returns to its place in the queue."""
@@ -426,6 +427,17 @@ class PriorityQueue:
         members = self.client.zrange(f"{self.base}:q:{organisation}", offset, offset + limit - 1)
         return [member[MEMBER_SEQ_LENGTH:] for member in members]
 
+    def queue_heads(self, organisations: list[str], limit: int) -> dict[str, list[TaskRecord]]:
+        """The first `limit` queued tasks of each of `organisations`, in serving order: one round trip for
+        the ids and one for the records, however many organisations."""
+        pipe = self.client.pipeline(transaction=False)
+        for organisation in organisations:
+            pipe.zrange(f"{self.base}:q:{organisation}", 0, limit - 1)
+        ids = {organisation: [member[MEMBER_SEQ_LENGTH:] for member in members]
+               for organisation, members in zip(organisations, pipe.execute(), strict=True)}
+        records = {record.id: record for record in self.records.get_many(i for each in ids.values() for i in each)}
+        return {organisation: [records[i] for i in each if i in records] for organisation, each in ids.items()}
+
     def serving_order(self, offset: int = 0, limit: int = 100) -> list[str]:
         """The organisations with queued work, in the order of their turns."""
         return list(self.client.zrange(f"{self.base}:orgs", offset, offset + limit - 1))
@@ -444,6 +456,11 @@ class PriorityQueue:
             pipe.zrange(f"{self.base}:w:{organisation}", 0, 0)
         return {organisation: pushed_at_ms(members[0])
                 for organisation, members in zip(organisations, pipe.execute(), strict=True) if members}
+
+    def claimed_statuses(self, limit: int = 1000) -> list[tuple[str, TaskStatus]]:
+        """(organisation, status) of the claimed tasks (dispatched or running), the soonest lease end first,
+        at most `limit` of them."""
+        return self.records.statuses(self.client.zrange(f"{self.base}:leases", 0, limit - 1))
 
     def peek(self, count: int = 10) -> list[TaskRecord]:
         """The head task of each organisation, in turn order: the next claims if nothing changes."""
@@ -469,13 +486,21 @@ def _push_item(payload: Payload, score: int, schedule_id: str | None, now_ms: in
     else:
         data = json.dumps({key: value for key, value in given.items() if key != "id"}, separators=(",", ":"))
     return SEP.join((payload.id, "queued", str(score), seq, "0", str(now_ms), str(now_ms), payload.organization,
-                     payload.hash, payload.input_ooi or "", payload.plugin_id, schedule_id or "", "", "0", data))
+                     payload.hash, payload.input_ooi or "", payload.plugin_id, schedule_id or "", "", "0", "", data))
 
 
 def pushed_at_ms(member: str) -> int:
     """When a queued task was first pushed, from its sorted-set member: 16 hex digits of
     (pushing client's clock in ms << 20 | counter), then the task id."""
     return int(member[:MEMBER_SEQ_LENGTH], 16) >> 20
+
+
+def _history_note(text: str | None) -> str:
+    """A note for a record's history: without the characters that separate its entries and fields."""
+    return "" if not text else text.translate(_NOT_IN_NOTES)[:80]
+
+
+_NOT_IN_NOTES = str.maketrans({SEP: " ", ";": " ", ",": " "})
 
 
 def _token(attempt: int | None) -> str:

@@ -68,8 +68,11 @@ local HOUR_KEPT = 49 * HOUR -- an hour's counters live this long after it began
 -- ATTEMPTS counts claims (a claim's token: a runner's late word about an older claim is stale); EXPIRED
 -- counts the leases that ran out, which is what SCHEDULER_MAX_ATTEMPTS bounds: a task handed back (a
 -- release) has not failed an attempt.
-local STATUS, PRIO, SEQ, ATTEMPTS, CREATED, MODIFIED, ORG, HASH, OOI, PLUGIN, SCHEDULE, REASON, EXPIRED, DATA =
-    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14
+-- HISTORY holds the status changes after the push, "<ms>,<status>[,<note>]" joined by ";" (the push itself is
+-- CREATED), the oldest dropped once it outgrows HISTORY_KEPT characters.
+local STATUS, PRIO, SEQ, ATTEMPTS, CREATED, MODIFIED, ORG, HASH, OOI, PLUGIN, SCHEDULE, REASON, EXPIRED, HISTORY, DATA =
+    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15
+local HISTORY_KEPT = 600
 
 -- Numbers go to redis.call as strings made here: Redis turns a Lua number into a string with
 -- snprintf("%.17g"), which costs more than the command it is for. Whole numbers only.
@@ -92,12 +95,20 @@ local function id_of(member) return string.sub(member, 17) end
 local FIELD = "([^" .. SEP .. "]*)" .. SEP
 local SKIP = "[^" .. SEP .. "]*" .. SEP
 local RECORD = "^" .. FIELD .. FIELD .. FIELD .. FIELD .. FIELD .. FIELD .. FIELD .. FIELD .. FIELD .. FIELD .. FIELD ..
-    FIELD .. FIELD .. "(.*)$"
+    FIELD .. FIELD .. FIELD .. "(.*)$"
+-- A record written before HISTORY existed: the same fields without it.
+local RECORD_WITHOUT_HISTORY = "^" .. FIELD .. FIELD .. FIELD .. FIELD .. FIELD .. FIELD .. FIELD .. FIELD .. FIELD ..
+    FIELD .. FIELD .. FIELD .. FIELD .. "(.*)$"
 
 local function read_record(id)
     local raw = redis.call("GET", record_key(id))
     if not raw then return nil end
-    return {string.match(raw, RECORD)}
+    local r = {string.match(raw, RECORD)}
+    if #r == 0 then
+        r = {string.match(raw, RECORD_WITHOUT_HISTORY)}
+        table.insert(r, HISTORY, "")
+    end
+    return r
 end
 
 local function write_record(id, r) redis.call("SET", record_key(id), table.concat(r, SEP)) end
@@ -112,11 +123,25 @@ local function count_hour(hour, status, org, change)
     end
 end
 
-local function set_status(id, r, status)
+-- One entry more in a record's history, the oldest dropped when it grows too long.
+local function add_history(r, status, note)
+    local entry = ARGV[2] .. "," .. status .. (note and ("," .. note) or "")
+    local history = r[HISTORY] == "" and entry or (r[HISTORY] .. ";" .. entry)
+    if #history > HISTORY_KEPT then
+        local cut = string.find(history, ";", #history - HISTORY_KEPT, true)
+        if cut then history = string.sub(history, cut + 1) end
+    end
+    r[HISTORY] = history
+end
+
+-- Every status change goes through here: the hourly counters, the history and the record move together.
+-- `note` (optional) says why or by whom, for the history; false: no history entry.
+local function set_status(id, r, status, note)
     local before = hour_of(tonumber(r[MODIFIED]))
     if before > now - HOUR_KEPT + HOUR then count_hour(before, r[STATUS], r[ORG], -1) end
     r[STATUS] = status
     r[MODIFIED] = ARGV[2]
+    if note ~= false then add_history(r, status, note) end
     count_hour(hour_of(now), status, r[ORG], 1)
     write_record(id, r)
 end
@@ -328,7 +353,7 @@ local function push()
                 redis.call("ZADD", org_key(org), score, member_of(r[SEQ], holder))
                 redis.call("ZADD", plugin_key(org, r[PLUGIN]), score, member_of(r[SEQ], holder))
                 r[PRIO] = score
-                set_status(holder, r, "queued")
+                set_status(holder, r, "queued", "priority changed")
                 outcome = "updated:" .. holder
             else
                 outcome = "duplicate:" .. holder .. ":" .. status
@@ -539,7 +564,7 @@ local function take_siblings(id, lease, claimed)
         local r = sibling[2]
         dequeue(sibling[1], r, false)
         r[ATTEMPTS] = int(tonumber(r[ATTEMPTS]) + 1)
-        set_status(sibling[1], r, "dispatched")
+        set_status(sibling[1], r, "dispatched", "with " .. id)
         redis.call("ZADD", P .. ":leases", int(now + lease), sibling[1])
         claimed[#claimed + 1] = "+" .. sibling[1]
         claimed[#claimed + 1] = table.concat(r, SEP)
@@ -574,7 +599,7 @@ local function take(wanted, lease, filter, in_slot)
         end
         admit(gate, r[PLUGIN], id)
         r[ATTEMPTS] = int(tonumber(r[ATTEMPTS]) + 1)
-        set_status(id, r, "dispatched")
+        set_status(id, r, "dispatched", in_slot and "forwarded" or "pulled")
         redis.call("ZADD", P .. ":leases", int(now + lease), id)
         if in_slot then redis.call("SADD", P .. ":slots", id) end
         claimed[#claimed + 1] = id
@@ -662,10 +687,10 @@ local function claimed_record(id, attempt)
 end
 
 -- Give a claimed task back to its queue with its rank and its place among equals.
-local function requeue(id, r)
+local function requeue(id, r, note)
     redis.call("ZREM", P .. ":leases", id)
     leave_busy(id, r, false)
-    set_status(id, r, "queued")
+    set_status(id, r, "queued", note)
     enqueue(id, r)
     redis.call("SREM", P .. ":slots", id)
     wake("requeue")
@@ -708,22 +733,28 @@ local function ack()
             if ARGV[7] == "1" then redis.call("HSET", P .. ":lastrun", sibling[2][HASH], ARGV[2]) end
             redis.call("HINCRBY", P .. ":stats", status, "1")
         else
-            requeue(sibling[1], sibling[2])
+            requeue(sibling[1], sibling[2], "its run failed")
         end
     end
     return "ok"
 end
 
 -- running: ARGV[3] id, ARGV[4] attempt, ARGV[5] a new lease in ms ("" keeps the lease), ARGV[6] when it
--- started, ms ("" now). A dispatched task has started, or a running one says it still runs.
+-- started, ms ("" now), ARGV[7] the runner ("" unknown). A dispatched task has started, or a running one
+-- says it still runs (its history notes only the start).
 local function running()
     local r, problem = claimed_record(ARGV[3], ARGV[4])
     if not r then return problem end
-    if r[STATUS] == "dispatched" then started(ARGV[3], r, ARGV[6]) end
-    set_status(ARGV[3], r, "running")
+    local runner = ARGV[7] ~= "" and ARGV[7] or nil
+    local note = false -- a task that still runs adds nothing to its history
+    if r[STATUS] == "dispatched" then
+        started(ARGV[3], r, ARGV[6])
+        note = runner
+    end
+    set_status(ARGV[3], r, "running", note)
     if ARGV[5] ~= "" then redis.call("ZADD", P .. ":leases", int(now + tonumber(ARGV[5])), ARGV[3]) end
     for _, sibling in ipairs(claimed_siblings(ARGV[3])) do
-        if sibling[2][STATUS] == "dispatched" then set_status(sibling[1], sibling[2], "running") end
+        if sibling[2][STATUS] == "dispatched" then set_status(sibling[1], sibling[2], "running", runner) end
         if ARGV[5] ~= "" then redis.call("ZADD", P .. ":leases", int(now + tonumber(ARGV[5])), sibling[1]) end
     end
     return "ok"
@@ -733,8 +764,8 @@ end
 local function release()
     local r, problem = claimed_record(ARGV[3], ARGV[4])
     if not r then return problem end
-    requeue(ARGV[3], r)
-    for _, sibling in ipairs(claimed_siblings(ARGV[3])) do requeue(sibling[1], sibling[2]) end
+    requeue(ARGV[3], r, "handed back")
+    for _, sibling in ipairs(claimed_siblings(ARGV[3])) do requeue(sibling[1], sibling[2], "handed back") end
     return "ok"
 end
 
@@ -801,12 +832,12 @@ local function reap()
                 leave_busy(id, r, false)
                 ungroup(id)
                 r[REASON] = "lease expired " .. r[EXPIRED] .. " times"
-                set_status(id, r, "failed")
+                set_status(id, r, "failed", "lease expired")
                 release_identity(id, r)
                 redis.call("ZADD", P .. ":dead", ARGV[2], id)
                 dead[#dead + 1] = id
             else
-                requeue(id, r)
+                requeue(id, r, "lease expired")
                 requeued[#requeued + 1] = id
             end
         end
@@ -863,7 +894,7 @@ local function requeue_dead()
     redis.call("HSET", group_key(r[ORG], r[OOI]), r[HASH], id)
     r[EXPIRED] = "0"
     r[REASON] = ""
-    set_status(id, r, "queued")
+    set_status(id, r, "queued", "from the dead letters")
     enqueue(id, r)
     wake("requeue")
     return "queued"
@@ -927,8 +958,9 @@ end
 -- limit_states: replies per limited plugin {plugin, limit, busy tasks, starts within its rate window
 -- (claimed tasks yet to start included), queued tasks}.
 local function limit_states()
-    ensure_plugin_index()
     local replies = {}
+    if redis.call("EXISTS", P .. ":limits") == 0 then return replies end -- no index walk for nothing
+    ensure_plugin_index()
     local flat = redis.call("HGETALL", P .. ":limits")
     for n = 1, #flat, 2 do
         local plugin, limit = flat[n], flat[n + 1]

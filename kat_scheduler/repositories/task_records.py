@@ -26,8 +26,8 @@ from kat_scheduler.store import StoreClient
 SEP = "\x1f"
 # The record's fields in stored order; keep in step with the field numbers in queue.lua.
 RECORD_FIELDS = ("status", "prio", "seq", "attempts", "created", "modified", "org", "hash", "ooi",
-                 "plugin", "schedule", "reason", "expired", "data")
-
+                 "plugin", "schedule", "reason", "expired", "history", "data")
+STATUS_FIELD, ORG_FIELD = RECORD_FIELDS.index("status"), RECORD_FIELDS.index("org")
 
 HOUR_MS = 3_600_000
 
@@ -57,11 +57,34 @@ class StoredFields(NamedTuple):
     schedule: str
     reason: str
     expired: str
+    history: str
     data: str
 
     @classmethod
     def split(cls, stored: str) -> StoredFields:
-        return cls(*stored.split(SEP, len(RECORD_FIELDS) - 1))
+        parts = stored.split(SEP, len(RECORD_FIELDS) - 1)
+        if len(parts) == len(RECORD_FIELDS) - 1:  # written before the history field existed
+            parts.insert(RECORD_FIELDS.index("history"), "")
+        return cls(*parts)
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    """One entry of a task's history: when it got a status, and why or by whom when the queue knows."""
+
+    at_ms: int
+    status: str
+    note: str = ""
+
+    @classmethod
+    def parse_all(cls, created_ms: int, history: str) -> list[StatusChange]:
+        """The push (the record's creation), then each change queue.lua noted."""
+        changes = [cls(created_ms, TaskStatus.QUEUED.value, "pushed")]
+        for entry in filter(None, history.split(";")):
+            at, _, rest = entry.partition(",")
+            status, _, note = rest.partition(",")
+            changes.append(cls(int(at), status, note))
+        return changes
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +114,7 @@ class TaskRecord:
     modified_ms: int
     reason: str = ""
     expired_leases: int = 0  # leases that ran out: SCHEDULER_MAX_ATTEMPTS of them make a dead letter
+    history_text: str = ""  # the status changes after the push, as stored: read them with history()
     sibling_of: str | None = None  # in a claim's answer: the task it was claimed with (one run for both)
 
     @classmethod
@@ -116,7 +140,20 @@ class TaskRecord:
             modified_ms=int(fields.modified),
             reason=fields.reason,
             expired_leases=int(fields.expired),
+            history_text=fields.history,
         )
+
+    def history(self) -> list[StatusChange]:
+        return StatusChange.parse_all(self.created_ms, self.history_text)
+
+    @property
+    def runner(self) -> str | None:
+        """Who ran it, when the queue was told: the runner named when it started, else how it was handed
+        out ("forwarded" by a dispatcher, "pulled" through the API)."""
+        for change in reversed(self.history()):
+            if change.status in (TaskStatus.RUNNING.value, TaskStatus.DISPATCHED.value) and change.note:
+                return change.note
+        return None
 
     def to_document(self) -> dict[str, Any]:
         """The record as the HTTP API answers it: `to_task()` as JSON-ready plain data, made without a
@@ -162,6 +199,14 @@ class TaskRepository:
 
     def exists(self, task_id: str) -> bool:
         return bool(self.client.exists(self.record_key(task_id)))
+
+    def statuses(self, task_ids: Iterable[str]) -> list[tuple[str, TaskStatus]]:
+        """(organisation, status) of the given tasks that still have records: for counting, without
+        parsing the payloads."""
+        ids = list(task_ids)
+        stored = self.client.mget([self.record_key(task_id) for task_id in ids]) if ids else []
+        parts = [value.split(SEP, ORG_FIELD + 1) for value in stored if value]
+        return [(fields[ORG_FIELD], TaskStatus(fields[STATUS_FIELD])) for fields in parts]
 
     def get_many(self, task_ids: Iterable[str]) -> list[TaskRecord]:
         """Records of the given ids, in that order, skipping those that expired."""
@@ -251,6 +296,13 @@ class TaskRepository:
         """When the last finished run of this work identity ended, by our own record."""
         value = self.client.hget(f"{self.base}:lastrun", identity_hash)
         return int(value) if value is not None else None
+
+    def last_runs_ms(self, identity_hashes: Sequence[str]) -> list[int | None]:
+        """last_run_ms of each, in one read."""
+        if not identity_hashes:
+            return []
+        values = self.client.hmget(f"{self.base}:lastrun", list(identity_hashes))
+        return [int(value) if value is not None else None for value in values]
 
     def forget_last_runs(self, identity_hashes: Iterable[str]) -> int:
         """Drop the last runs of these work identities (their object is gone); how many there were."""
