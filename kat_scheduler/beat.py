@@ -8,7 +8,8 @@ also does one bounded scheduling pass:
 1. reap expired leases on every queue (back to the queue, or dead-lettered; not in the first
    REAP_HOLD_SECONDS after it starts to lead or Redis comes back), and every
    `SCHEDULER_ORGANISATION_REFRESH_SECONDS` apply SCHEDULER_PLUGIN_LIMITS and
-   SCHEDULER_ORGANISATION_WEIGHTS (plugin_limits.py, organisation_weights.py);
+   SCHEDULER_ORGANISATION_WEIGHTS (plugin_limits.py, organisation_weights.py), and every
+   SAMPLE_EVERY_SECONDS note each queue's figures for the dashboard's charts (queue_samples.py);
 2. each registered scheduler's steps (`Scheduler.beat_steps`), in the order of registration: the
    boefje scheduler's look, every `SCHEDULER_ORGANISATION_REFRESH_SECONDS`, for boefjes enabled since
    the last look, its visit of existing objects for those new boefjes (pages of 1,000, for about half a
@@ -34,6 +35,7 @@ from kat_scheduler import organisation_weights, plugin_limits
 from kat_scheduler.context import AppContext
 from kat_scheduler.leadership import Leadership
 from kat_scheduler.queues.priority_queue import REAP_HOLD_SECONDS
+from kat_scheduler.repositories.queue_samples import SAMPLE_EVERY_SECONDS, QueueSample, QueueSamples
 from kat_scheduler.schedulers import SCHEDULERS, BeatPass, Scheduler
 from kat_scheduler.store import StoreUnavailable
 
@@ -53,6 +55,9 @@ class KatScheduler(CeleryScheduler):
         self._reap_from = 0.0  # no reaping before this (monotonic): see REAP_HOLD_SECONDS
         self._leading = False
         self._next_limits = 0.0
+        self._next_sample = 0.0
+        self.samples = {kind: QueueSamples(self.context.redis, settings.key_prefix, kind)
+                        for kind in self.context.queues}
         self._closed = False
         super().__init__(app, *args, **kwargs)
 
@@ -89,6 +94,7 @@ class KatScheduler(CeleryScheduler):
         steps: list[tuple[str, Callable[[BeatPass], object]]] = [
             ("reap expired leases", lambda _: self.reap()),
             ("apply the configured plugin limits and weights", lambda _: self.apply_configured_limits()),
+            ("sample the queues for the dashboard", lambda _: self.sample_queues()),
         ]
         for scheduler in self.schedulers:
             steps += scheduler.beat_steps()
@@ -109,6 +115,15 @@ class KatScheduler(CeleryScheduler):
         self._next_limits = time.monotonic() + self.context.settings.organisation_refresh_seconds
         plugin_limits.apply_configured(self.context)
         organisation_weights.apply_configured(self.context)
+
+    def sample_queues(self) -> None:
+        if time.monotonic() < self._next_sample:
+            return
+        self._next_sample = time.monotonic() + SAMPLE_EVERY_SECONDS
+        for kind, queue in self.context.queues.items():
+            stats = queue.stats()
+            self.samples[kind].add(QueueSample(queue.clock_ms(), queue.size(), queue.in_flight(),
+                                               stats.get("completed", 0) + stats.get("failed", 0)))
 
     def reap(self) -> None:
         if time.monotonic() < self._reap_from:

@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +31,7 @@ from kat_scheduler.dispatcher.routes import Route, routes_from
 from kat_scheduler.dispatcher.wakeup import Wakeup
 from kat_scheduler.logging_setup import task_fields
 from kat_scheduler.queues import PriorityQueue
+from kat_scheduler.repositories.runner_presence import CELERY, RunnerPresence
 from kat_scheduler.repositories.task_records import TaskRecord
 from kat_scheduler.store import StoreUnavailable
 
@@ -67,8 +68,10 @@ class Dispatcher:
         queues: Mapping[str, PriorityQueue],
         routes: Sequence[Route],
         options: DispatchOptions | None = None,
+        presence: RunnerPresence | None = None,
     ) -> None:
         self.app = app
+        self.presence = presence
         self.queues = dict(queues)
         self.routes = [route for route in routes if route.kind in self.queues]
         self.options = options or DispatchOptions()
@@ -78,7 +81,8 @@ class Dispatcher:
                                        self.options.inspect_timeout)
         self.wakeup = Wakeup(client, [self.queues[route.kind].wake_channel for route in self.routes])
         self.lifecycle = Lifecycle(self.queues, self.routes, lost_runner_grace=self.options.lost_runner_grace,
-                                   on_slot_freed=self.wakeup.set, on_runners_changed=self._rediscover_soon)
+                                   on_slot_freed=self.wakeup.set, on_runners_changed=self._rediscover_soon,
+                                   on_heartbeat=self._show_runner)
         self.sent = 0
         self.events_ready = threading.Event()
         self._stopping = threading.Event()
@@ -92,7 +96,14 @@ class Dispatcher:
 
     @classmethod
     def from_context(cls, app: Celery, context: AppContext, options: DispatchOptions | None = None) -> Dispatcher:
-        return cls(app, context.redis, context.queues, routes_from(context.settings), options)
+        return cls(app, context.redis, context.queues, routes_from(context.settings), options,
+                   RunnerPresence(context.redis, context.settings.key_prefix, context.clock_ms))
+
+    def _show_runner(self, hostname: str, active: int | None, processed: int | None) -> None:
+        """A runner's heartbeat, kept for the dashboard; Redis being away only costs the display."""
+        if self.presence is not None:
+            with suppress(StoreUnavailable):
+                self.presence.seen(hostname, CELERY, active, processed)
 
     # -- running -----------------------------------------------------------------------------
 

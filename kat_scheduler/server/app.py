@@ -12,10 +12,11 @@ from prometheus_client import CollectorRegistry
 
 from kat_scheduler.context.context import AppContext
 from kat_scheduler.metrics import register
-from kat_scheduler.server import health, plugin_limits, schedulers, schedules, tasks
+from kat_scheduler.server import dashboard, health, plugin_limits, schedulers, schedules, tasks
 from kat_scheduler.server.auth import TokenCheck, document_security
 from kat_scheduler.server.bodies import BODY_MODELS
 from kat_scheduler.server.config import ApiSettings
+from kat_scheduler.server.dashboard.render import sign_in_page
 from kat_scheduler.server.deps import ApiState
 from kat_scheduler.server.errors import install_error_handlers
 from kat_scheduler.server.limits import BodySizeLimit
@@ -35,12 +36,13 @@ def create_app(context: AppContext, settings: ApiSettings | None = None) -> Fast
     register(context, app.state.metrics_registry)
     # The routes go straight into the app's own list, the ones runners call most first: FastAPI's
     # include_router keeps each router as a level of its own that every request walks through.
-    for routes in (schedulers.router, tasks.router, health.router, schedules.router, plugin_limits.router):
+    for routes in (schedulers.router, tasks.router, health.router, schedules.router, plugin_limits.router,
+                   dashboard.router):
         app.router.routes.extend(routes.routes)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     if settings.token is not None:
-        app.add_middleware(TokenCheck, token=settings.token)
+        app.add_middleware(TokenCheck, token=settings.token, sign_in_page=sign_in_page())
     app.openapi = lambda: openapi_document(app)  # type: ignore[method-assign]
     if settings.token is None:
         logger.warning("SCHEDULER_API_TOKEN is not set: the scheduler API is open to anyone who can reach it")

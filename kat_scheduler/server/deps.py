@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -10,6 +11,7 @@ from fastapi import Depends, Request
 from kat_scheduler.context.context import AppContext
 from kat_scheduler.kinds import KINDS
 from kat_scheduler.queues import PriorityQueue
+from kat_scheduler.repositories.runner_presence import PULL, RunnerPresence
 from kat_scheduler.server.config import ApiSettings
 from kat_scheduler.server.errors import ApiError
 from kat_scheduler.server.externals import ExternalsProbe
@@ -23,9 +25,29 @@ class ApiState:
     settings: ApiSettings
     last_reap: dict[str, float] = field(default_factory=dict)  # kind -> monotonic time of the last reap
     externals_probe: ExternalsProbe = field(init=False)
+    runners: RunnerPresence = field(init=False)
+    runner_shown: dict[str, float] = field(default_factory=dict)  # pull runner -> monotonic time last shown
 
     def __post_init__(self) -> None:
         self.externals_probe = ExternalsProbe(self.context)
+        self.runners = RunnerPresence(self.context.redis, self.context.settings.key_prefix, self.context.clock_ms)
+
+    def show_pull_runner(self, name: str) -> None:
+        """Note a pull runner for the dashboard: at most one write per runner every SHOW_RUNNER_EVERY seconds,
+        so that the pops runners make thousands of times a second do not each write."""
+        now = time.monotonic()
+        if now - self.runner_shown.get(name, -SHOW_RUNNER_EVERY) < SHOW_RUNNER_EVERY:
+            return
+        self.runner_shown[name] = now
+        self.runners.seen(name, PULL)
+
+
+SHOW_RUNNER_EVERY = 5.0
+
+
+def pull_runner_name(request: Request) -> str:
+    """A pull runner as the API sees it: its address (OpenKAT's runners send no name of their own)."""
+    return f"pull runner at {request.client.host}" if request.client else "pull runner"
 
 
 async def get_state(request: Request) -> ApiState:

@@ -20,7 +20,7 @@ from kat_scheduler.server import filters
 from kat_scheduler.server.bodies import documented as body_doc
 from kat_scheduler.server.bodies import json_body, optional_json_body
 from kat_scheduler.server.config import MAX_PAGE_SIZE
-from kat_scheduler.server.deps import ApiState, State, queue_of
+from kat_scheduler.server.deps import ApiState, State, pull_runner_name, queue_of
 from kat_scheduler.server.errors import ApiError, documented
 from kat_scheduler.server.oci_images import plugins_by_image
 from kat_scheduler.server.priority import score_for
@@ -166,6 +166,7 @@ async def pop(
         if not plugin_ids:
             return tasks_response([])
     claimed = queue.claim(limit, plugin_ids, lease_seconds=state.context.settings.pull_lease_seconds)
+    state.show_pull_runner(pull_runner_name(request))
     for record in claimed:
         _log_popped(record)
     return tasks_response(claimed)

@@ -22,7 +22,7 @@ from kat_scheduler.server import filters, task_index
 from kat_scheduler.server.bodies import documented as body_doc
 from kat_scheduler.server.bodies import json_body, optional_json_body
 from kat_scheduler.server.config import MAX_PAGE_SIZE
-from kat_scheduler.server.deps import State
+from kat_scheduler.server.deps import State, pull_runner_name
 from kat_scheduler.server.errors import ApiError, documented
 from kat_scheduler.server.pages import page_links
 from kat_scheduler.server.responses import json_response, task_response
@@ -109,7 +109,7 @@ async def patch_task(task_id: str, request: Request, state: State) -> Response:
     wanted = patch.status
     if record.status is wanted and wanted is not TaskStatus.RUNNING:
         return task_response(record)
-    reply = _apply(queue, record, wanted, state.context.settings.pull_lease_seconds)
+    reply = _apply(queue, record, wanted, state.context.settings.pull_lease_seconds, pull_runner_name(request))
     if reply in (Change.OK, TaskStatus.CANCELLED):
         logger.info("task %s of organisation %s: %s -> %s", record.id, record.organisation, record.status.value,
                     wanted.value, extra=task_fields(record.id, record.kind, record.organisation))
@@ -119,11 +119,12 @@ async def patch_task(task_id: str, request: Request, state: State) -> Response:
     raise ApiError(409, f"task {task_id} is {reply.value}; it cannot become {wanted.value}" + _hint(reply, wanted))
 
 
-def _apply(queue: PriorityQueue, record: TaskRecord, wanted: TaskStatus, lease_seconds: float) -> Outcome:
+def _apply(queue: PriorityQueue, record: TaskRecord, wanted: TaskStatus, lease_seconds: float,
+           runner: str) -> Outcome:
     """The queue operation for a status change; what it came to: OK, CANCELLED, or the blocking status."""
     match wanted:
         case TaskStatus.RUNNING:
-            return queue.mark_running(record.id, lease_seconds=lease_seconds)
+            return queue.mark_running(record.id, lease_seconds=lease_seconds, runner=runner)
         case TaskStatus.COMPLETED | TaskStatus.FAILED:
             return queue.ack(record.id, failed=wanted is TaskStatus.FAILED)
         case TaskStatus.CANCELLED:
