@@ -1,0 +1,2 @@
+-- wrk: GET the URL, nothing more.
+wrk.method = "GET"
