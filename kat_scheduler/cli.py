@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--forever", action="store_true", help="keep running until interrupted (Ctrl-C)")
     demo.add_argument("--embedded", action="store_true",
                       help="use the embedded Redis and event bus even when Redis and RabbitMQ answer")
+    demo.add_argument("--port", type=int, default=8004,
+                      help="the port of the demo's API and dashboard (default 8004; a free one when taken)")
     api = commands.add_parser("api", help="serve the HTTP API (docs/api.md) on SCHEDULER_API_HOST:PORT")
     api.add_argument("--host", default=None, help="override SCHEDULER_API_HOST")
     api.add_argument("--port", type=int, default=None, help="override SCHEDULER_API_PORT")
@@ -131,7 +133,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "demo":
         from kat_scheduler.demo import DemoOptions, run_demo
 
-        figures = run_demo(DemoOptions(seconds=args.seconds, forever=args.forever, embedded=args.embedded))
+        figures = run_demo(DemoOptions(seconds=args.seconds, forever=args.forever, embedded=args.embedded,
+                                       port=args.port))
         return 0 if figures["boefje_completed"] and figures["normalizer_completed"] else 1
     if args.command == "api":
         from kat_scheduler.server.serve import serve

@@ -68,6 +68,9 @@ def embedded_redis() -> Iterator[str]:
     from fakeredis import TcpFakeServer
 
     server = TcpFakeServer(("127.0.0.1", 0), server_type="redis")
+    # A connection blocked in a command with a timeout (a broker's BRPOP) ends only when that runs out: the
+    # demo does not wait for those on its way out.
+    server.daemon_threads, server.block_on_close = True, False
     thread = threading.Thread(target=server.serve_forever, name="embedded-redis", daemon=True)
     thread.start()
     try:

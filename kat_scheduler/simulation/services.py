@@ -258,6 +258,11 @@ class OctopoesService(SimulatedService):
         self.publisher.publish(self.queue_name,
                                events.scan_profile_mutation(org, "delete", primary_key, None))
 
+    def objects_of(self, org: str) -> list[JSON]:
+        """A copy of one organisation's objects, safe to read while runners and changes add more."""
+        with self._lock:
+            return list(self.world.oois.get(org, {}).values())
+
 
 class BytesService(SimulatedService):
     name = "bytes"
