@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,10 +100,9 @@ class Dispatcher:
                    RunnerPresence(context.redis, context.settings.key_prefix, context.clock_ms))
 
     def _show_runner(self, hostname: str, active: int | None, processed: int | None) -> None:
-        """A runner's heartbeat, kept for the dashboard; Redis being away only costs the display."""
+        """A runner's heartbeat, kept for the dashboard."""
         if self.presence is not None:
-            with suppress(StoreUnavailable):
-                self.presence.seen(hostname, CELERY, active, processed)
+            self.presence.seen(hostname, CELERY, active, processed)
 
     # -- running -----------------------------------------------------------------------------
 

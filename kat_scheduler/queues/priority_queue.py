@@ -464,12 +464,7 @@ class PriorityQueue:
 
     def peek(self, count: int = 10) -> list[TaskRecord]:
         """The head task of each organisation, in turn order: the next claims if nothing changes."""
-        orgs = self.serving_order(0, count)
-        pipe = self.client.pipeline(transaction=False)
-        for org in orgs:
-            pipe.zrange(f"{self.base}:q:{org}", 0, 0)
-        heads = [members[0][MEMBER_SEQ_LENGTH:] for members in pipe.execute() if members]
-        return self.records.get_many(heads)
+        return [record for heads in self.queue_heads(self.serving_order(0, count), 1).values() for record in heads]
 
 
 def _push_item(payload: Payload, score: int, schedule_id: str | None, now_ms: int, count: int,

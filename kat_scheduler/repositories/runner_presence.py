@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 
-from kat_scheduler.store import StoreClient
+from kat_scheduler.store import StoreClient, StoreUnavailable
 
 FORGET_AFTER_MS = 10 * 60_000
 CELERY = "celery"
@@ -47,8 +48,10 @@ class RunnerPresence:
         self.clock_ms = clock_ms
 
     def seen(self, name: str, how: str, active: int | None = None, processed: int | None = None) -> None:
-        """`name` was seen now (a heartbeat, a pop)."""
-        self.client.hset(self.key, name, RunnerSeen(name, how, self.clock_ms(), active, processed).encode())
+        """`name` was seen now (a heartbeat, a pop). Only the display is lost when Redis is away: the work
+        that saw the runner (a pop, a dispatcher's loop) goes on."""
+        with suppress(StoreUnavailable):
+            self.client.hset(self.key, name, RunnerSeen(name, how, self.clock_ms(), active, processed).encode())
 
     def recent(self) -> list[RunnerSeen]:
         """The runners seen in the last FORGET_AFTER_MS, most recently seen first; older ones are dropped."""

@@ -12,9 +12,9 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
@@ -30,9 +30,9 @@ from kat_scheduler.repositories.runner_presence import CELERY, PULL, RunnerPrese
 from tests.factories.api_server import api_server
 from tests.factories.redis_fixtures import REDIS_URL
 from tests.factories.tasks import FakeClock, boefje_task
+from tests.factories.waiting import wait_for
 
 TOKEN = "browser-test-token"
-WAIT_SECONDS = 20.0
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 
@@ -43,20 +43,6 @@ if not (CHROMIUM and CHROMEDRIVER):
     pytest.skip("Debian's chromium and chromium-driver are not installed", allow_module_level=True)
 
 from selenium.webdriver.common.by import By  # noqa: E402  (after the skip: selenium may be missing)
-
-T = TypeVar("T")
-
-
-def wait_for(what: str, check: Callable[[], T | None]) -> T:
-    """`check()` once it is truthy, within WAIT_SECONDS."""
-    deadline = time.monotonic() + WAIT_SECONDS
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"waited {WAIT_SECONDS:g} s for {what}")
-        time.sleep(0.05)  # the poll's interval; the deadline bounds the wait
 
 
 @pytest.fixture
@@ -119,7 +105,11 @@ def browser() -> Iterator[Any]:
 
 
 def figure(browser: Any, name: str) -> str:
-    return str(browser.find_element(By.CSS_SELECTOR, f'[data-figure="{name}"]').text)
+    """A figure's text, read in one step: the page's refresh may replace the element between two steps."""
+    text = browser.execute_script("const e = document.querySelector(`[data-figure='${arguments[0]}']`);"
+                                  "return e === null ? null : e.textContent.trim();", name)
+    assert text is not None, f"the page shows no figure {name}"
+    return str(text)
 
 
 def test_the_dashboard_in_a_browser_shows_the_queue_and_requeues_a_dead_letter(
@@ -132,13 +122,13 @@ def test_the_dashboard_in_a_browser_shows_the_queue_and_requeues_a_dead_letter(
     token_field = browser.find_element(By.NAME, "token")
     token_field.send_keys("not-the-token")
     token_field.submit()
-    wait_for("the wrong token refused", lambda: "That is not the token" in browser.page_source)
+    wait_for(lambda: "That is not the token" in browser.page_source, what="the wrong token refused")
     assert not browser.find_elements(By.CSS_SELECTOR, "[data-figure]")
 
     token_field = browser.find_element(By.NAME, "token")
     token_field.send_keys(TOKEN)
     token_field.submit()
-    wait_for("the dashboard after signing in", lambda: browser.find_elements(By.CSS_SELECTOR, "[data-figure]"))
+    wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "[data-figure]"), what="the dashboard after signing in")
 
     # The figures on the page are the queue's.
     queued = queue.size()
@@ -158,13 +148,19 @@ def test_the_dashboard_in_a_browser_shows_the_queue_and_requeues_a_dead_letter(
     # Requeue the dead letter: the browser asks for a confirmation, then the task is queued again.
     [dead] = queue.dead_letters()
     browser.find_element(By.CSS_SELECTOR, f'button[data-action="requeue"][data-task="{dead.id}"]').click()
-    dialog = wait_for("the confirmation", lambda: _alert(browser))
+    wait_for(lambda: _alert(browser), what="the confirmation")
+    dialog = browser.switch_to.alert
     assert "requeue" in dialog.text
     dialog.accept()
-    wait_for("the dead letter queued in Redis", lambda: _status(queue, dead.id) is TaskStatus.QUEUED)
+    wait_for(lambda: _status(queue, dead.id) is TaskStatus.QUEUED, what="the dead letter queued in Redis")
     assert queue.dead_count() == 0 and queue.size() == queued + 1
-    wait_for("the page to show it", lambda: figure(browser, "boefje/dead_letters") == "0"
-             and figure(browser, "boefje/queued") == str(queued + 1))
+    wait_for(lambda: shown(browser) == ("0", str(queued + 1)),
+             what="the page to show it")
+
+
+def shown(browser: Any) -> tuple[str, str]:
+    """The dead letters and the queued tasks the page shows for the boefje queue."""
+    return figure(browser, "boefje/dead_letters"), figure(browser, "boefje/queued")
 
 
 def _alert(browser: Any) -> Any:
