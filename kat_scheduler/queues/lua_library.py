@@ -22,6 +22,7 @@ from typing import Any
 
 import redis
 
+from kat_scheduler.queues.call_batcher import CallBatcher
 from kat_scheduler.store import StoreClient
 
 Arg = str | int | float
@@ -66,6 +67,7 @@ class LuaLibrary:
         self._script = client.register_script(self.script_code)
         self._as_function: bool | None = None  # unknown until the first load
         self._lock = threading.Lock()
+        self._batcher: CallBatcher | None = None  # made on the first call_batched
 
     def __call__(self, keys: Sequence[str], args: Sequence[Arg]) -> Any:
         [reply] = self.call_many(keys, (args,))
@@ -75,22 +77,45 @@ class LuaLibrary:
         with self.store.guard():
             return self._call_many(keys, arg_lists)
 
+    async def call_batched(self, keys: Sequence[str], args: Sequence[Arg]) -> Any:
+        """One call from a coroutine, sent to Redis together with the calls other coroutines make at the
+        same moment (CallBatcher): the event loop serves other requests while Redis answers."""
+        if self._batcher is None or not self._batcher.alive():
+            with self._lock:
+                if self._batcher is None or not self._batcher.alive():
+                    self._batcher = CallBatcher(self.replies)
+        return await self._batcher.call(keys, args)
+
+    def replies(self, keys: Sequence[str], arg_lists: Iterable[Sequence[Arg]]) -> list[Any]:
+        """Like call_many, with each error reply returned in its call's place instead of raised."""
+        with self.store.guard():
+            return self._replies(keys, arg_lists)
+
     def _call_many(self, keys: Sequence[str], arg_lists: Iterable[Sequence[Arg]]) -> list[Any]:
+        """Raises the first error reply of _replies."""
+        replies = self._replies(keys, arg_lists)
+        for reply in replies:
+            if isinstance(reply, redis.ResponseError):
+                raise reply
+        return replies
+
+    def _replies(self, keys: Sequence[str], arg_lists: Iterable[Sequence[Arg]]) -> list[Any]:
         """Call once per argument list, on one connection of the client's pool: each call is sent as soon
         as `arg_lists` yields it and the replies are read at the end, so Redis runs one call while
-        Python builds the next. Each call is atomic on its own. Raises the first error reply.
+        Python builds the next. Each call is atomic on its own.
 
         The pooled connection skips redis-py's per-command machinery, a good part of a single call's
         cost on the client. Calls left without a reply (a connection that failed, or a cluster client,
         which has no single pool) go through the client, whose retries with backoff reconnect; as with
         redis-py's own retries, a call whose reply was lost may then run twice."""
         self.ensure_loaded()
+        known = isinstance(arg_lists, list)  # all of them at hand: sent in one write
         arg_lists = iter(arg_lists)
         sent: list[Sequence[Arg]] = []
         replies: list[Any] = []
         pool = getattr(self.client, "connection_pool", None)
         if pool is not None:
-            self._stream(pool, keys, arg_lists, sent, replies)
+            self._stream(pool, keys, arg_lists, sent, replies, known)
         sent += arg_lists  # what was not sent: all of it for a cluster client
         replies += [self._through_client(keys, args) for args in sent[len(replies):]]
         missing = [n for n, reply in enumerate(replies) if isinstance(reply, redis.ResponseError) and is_missing(reply)]
@@ -98,13 +123,10 @@ class LuaLibrary:
             self.load()  # Redis lost its functions meanwhile
             for n in missing:
                 replies[n] = self._through_client(keys, sent[n])
-        for reply in replies:
-            if isinstance(reply, redis.ResponseError):
-                raise reply
         return replies
 
     def _stream(self, pool: Any, keys: Sequence[str], arg_lists: Iterator[Sequence[Arg]],
-                sent: list[Sequence[Arg]], replies: list[Any]) -> None:
+                sent: list[Sequence[Arg]], replies: list[Any], known: bool = False) -> None:
         """Send the calls on one pooled connection and read their replies (error replies included) into
         `replies`; a connection failure stops it, leaving the rest of `sent` without a reply."""
         try:
@@ -112,6 +134,9 @@ class LuaLibrary:
         except CONNECTION_ERRORS:
             return
         try:
+            if known:
+                sent += arg_lists
+                connection.send_packed_command(connection.pack_commands([self._command(keys, a) for a in sent]))
             for args in arg_lists:
                 sent.append(args)
                 connection.send_command(*self._command(keys, args))

@@ -9,17 +9,17 @@ docs/fairness.md.
 from __future__ import annotations
 
 import itertools
-import json
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 from pydantic import ValidationError
 
+from kat_scheduler import fast_json
 from kat_scheduler.kinds import KINDS
 from kat_scheduler.models.tasks import TaskPayload, TaskStatus
 from kat_scheduler.queues.errors import InvalidItem
@@ -34,6 +34,11 @@ PUSH_CHUNK = 500  # items per script call in a batch push: keeps each call short
 CLAIM_CHUNK = 100  # tasks per script call in a claim: one call of a filtered claim of 1,000 holds Redis ~5 ms
 
 Payload = TaskPayload
+Result = TypeVar("Result")
+# An operation as the calls it makes: it yields each call's arguments (operation first), is sent the
+# reply, and returns its result. PriorityQueue runs it with calls made at once (_run) or batched with
+# other coroutines' calls (_run_batched), so the two ways share one body.
+Steps = Generator[list[Any], Any, Result]
 
 
 def wall_clock_ms() -> int:
@@ -152,6 +157,27 @@ class PriorityQueue:
     def _call(self, operation: str, *args: Any) -> Any:
         return self._lua([self.base], [operation, self.clock_ms(), *args])
 
+    async def _call_batched(self, operation: str, *args: Any) -> Any:
+        return await self._lua.call_batched([self.base], [operation, self.clock_ms(), *args])
+
+    def _run(self, steps: Steps[Result]) -> Result:
+        """Drive an operation's steps (below) with calls made here and now."""
+        try:
+            call = next(steps)
+            while True:
+                call = steps.send(self._call(*call))
+        except StopIteration as done:
+            return done.value
+
+    async def _run_batched(self, steps: Steps[Result]) -> Result:
+        """Drive an operation's steps with calls batched with those of other coroutines (CallBatcher)."""
+        try:
+            call = next(steps)
+            while True:
+                call = steps.send(await self._call_batched(*call))
+        except StopIteration as done:
+            return done.value
+
     def _call_many(self, operation: str, arg_lists: Iterable[list[Any]]) -> list[Any]:
         """Several calls of one operation, streamed on one connection (LuaLibrary.call_many)."""
         return self._lua.call_many([self.base], ([operation, self.clock_ms(), *args] for args in arg_lists))
@@ -187,10 +213,19 @@ class PriorityQueue:
 
         `data`: the payload as the caller gave it, stored in place of the model's fields, so that a
         client gets back the fields it sent that the models do not know."""
+        return self._run(self._push_steps(payload, score, schedule_id, update, manual_may_overflow, data))
+
+    async def push_batched(self, payload: Payload | dict[str, Any], score: int, *,
+                           data: Mapping[str, Any] | None = None) -> PushResult:
+        """push, from a coroutine: its call goes to Redis together with other coroutines' calls."""
+        return await self._run_batched(self._push_steps(payload, score, None, False, True, data))
+
+    def _push_steps(self, payload: Payload | dict[str, Any], score: int, schedule_id: str | None, update: bool,
+                    manual_may_overflow: bool, data: Mapping[str, Any] | None) -> Steps[PushResult]:
         task = self.validate(payload)
         now = self.clock_ms()
         item = _push_item(task, int(score), schedule_id, now, next(self._sequence), data)
-        reply = self._call("push", self._push_options(manual_may_overflow, update), item)
+        reply = yield ["push", self._push_options(manual_may_overflow, update), item]
         if reply:
             return _push_result(task.id, reply[1])
         task_id, stored = item.split(SEP, 1)
@@ -237,13 +272,22 @@ class PriorityQueue:
 
         With `plugin_ids`, only tasks of those plugins, wherever they stand in the queue (queue.lua's
         plugin index)."""
-        if plugin_ids is not None and not plugin_ids:
-            return []
-        lease_ms = self.lease_ms if lease_seconds is None else int(lease_seconds * 1000)
+        return self._run(self._claim_steps(count, plugin_ids, lease_seconds))
+
+    async def claim_batched(self, count: int = 1, plugin_ids: Sequence[str] | None = None,
+                            lease_seconds: float | None = None) -> list[TaskRecord]:
+        """claim, from a coroutine: its calls go to Redis together with other coroutines' calls."""
+        return await self._run_batched(self._claim_steps(count, plugin_ids, lease_seconds))
+
+    def _claim_steps(self, count: int, plugin_ids: Sequence[str] | None,
+                     lease_seconds: float | None) -> Steps[list[TaskRecord]]:
         claimed: list[TaskRecord] = []
+        if plugin_ids is not None and not plugin_ids:
+            return claimed
+        lease_ms = self.lease_ms if lease_seconds is None else int(lease_seconds * 1000)
         while len(claimed) < count:  # CLAIM_CHUNK at a time: other clients get Redis in between
             wanted = min(CLAIM_CHUNK, count - len(claimed))
-            taken = self._claimed(self._call("claim", wanted, lease_ms, *(plugin_ids or ())))
+            taken = self._claimed((yield ["claim", wanted, lease_ms, *(plugin_ids or ())]))
             claimed += taken
             if sum(1 for record in taken if record.sibling_of is None) < wanted:
                 break  # nothing more to take
@@ -479,7 +523,7 @@ def _push_item(payload: Payload, score: int, schedule_id: str | None, now_ms: in
     if given is None:
         data = payload.model_dump_json(exclude={"id"}, exclude_none=True)
     else:
-        data = json.dumps({key: value for key, value in given.items() if key != "id"}, separators=(",", ":"))
+        data = fast_json.dumps({key: value for key, value in given.items() if key != "id"}).decode()
     return SEP.join((payload.id, "queued", str(score), seq, "0", str(now_ms), str(now_ms), payload.organization,
                      payload.hash, payload.input_ooi or "", payload.plugin_id, schedule_id or "", "", "0", "", data))
 
