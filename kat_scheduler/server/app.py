@@ -9,10 +9,11 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from prometheus_client import CollectorRegistry
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kat_scheduler.context.context import AppContext
 from kat_scheduler.metrics import register
-from kat_scheduler.server import dashboard, health, plugin_limits, schedulers, schedules, tasks
+from kat_scheduler.server import dashboard, health, hot_routes, plugin_limits, schedulers, schedules, tasks
 from kat_scheduler.server.auth import TokenCheck, document_security
 from kat_scheduler.server.bodies import BODY_MODELS
 from kat_scheduler.server.config import ApiSettings
@@ -27,11 +28,27 @@ TITLE = "kat_scheduler"
 DESCRIPTION = "OpenKAT's scheduler API (kat-contracts.md §7): queues, tasks, schedules. See docs/api.md."
 
 
-def create_app(context: AppContext, settings: ApiSettings | None = None) -> FastAPI:
+class SchedulerApi(FastAPI):
+    """FastAPI, with push and pop served by the hot routes first (hot_routes.py) behind the same token
+    check and body size limit."""
+
+    hot_stack: ASGIApp
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route = hot_routes.match(scope)
+        if route is None:
+            await super().__call__(scope, receive, send)
+        else:
+            scope[hot_routes.SCOPE_KEY] = route
+            await self.hot_stack(scope, receive, send)
+
+
+def create_app(context: AppContext, settings: ApiSettings | None = None) -> SchedulerApi:
     """The API on `context`; `settings` default to the environment (SCHEDULER_API_*)."""
     settings = settings or ApiSettings.from_settings(context.settings)
-    app = FastAPI(title=TITLE, version=__version__, description=DESCRIPTION)
+    app = SchedulerApi(title=TITLE, version=__version__, description=DESCRIPTION)
     app.state.api = ApiState(context=context, settings=settings)
+    app.hot_stack = BodySizeLimit(hot_routes.HotRoutes(app.state.api), max_bytes=settings.max_body_bytes)
     app.state.metrics_registry = CollectorRegistry(auto_describe=False)
     register(context, app.state.metrics_registry)
     # The routes go straight into the app's own list, the ones runners call most first: FastAPI's
@@ -43,6 +60,7 @@ def create_app(context: AppContext, settings: ApiSettings | None = None) -> Fast
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     if settings.token is not None:
         app.add_middleware(TokenCheck, token=settings.token, sign_in_page=sign_in_page())
+        app.hot_stack = TokenCheck(app.hot_stack, token=settings.token)
     app.openapi = lambda: openapi_document(app)  # type: ignore[method-assign]
     if settings.token is None:
         logger.warning("SCHEDULER_API_TOKEN is not set: the scheduler API is open to anyone who can reach it")

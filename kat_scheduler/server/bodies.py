@@ -21,15 +21,23 @@ BODY_MODELS: dict[str, type[BaseModel]] = {}  # the models documented as request
 
 async def json_body(request: Request, model: type[Body]) -> Body:
     """The body as `model`; 400 naming the first problem, also for a missing or malformed body."""
-    parsed = await optional_json_body(request, model)
+    return required_body(await request.body(), model)
+
+
+async def optional_json_body(request: Request, model: type[Body]) -> Body | None:
+    """The body as `model`, or None when there is none."""
+    return parsed_body(await request.body(), model)
+
+
+def required_body(raw: bytes, model: type[Body]) -> Body:
+    parsed = parsed_body(raw, model)
     if parsed is None:
         raise ApiError(400, "this request needs a JSON body", field="body")
     return parsed
 
 
-async def optional_json_body(request: Request, model: type[Body]) -> Body | None:
-    """The body as `model`, or None when there is none."""
-    raw = await request.body()
+def parsed_body(raw: bytes, model: type[Body]) -> Body | None:
+    """`raw` as `model`, or None when it is empty."""
     if not raw.strip():
         return None
     try:

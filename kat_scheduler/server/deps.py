@@ -45,9 +45,9 @@ class ApiState:
 SHOW_RUNNER_EVERY = 5.0
 
 
-def pull_runner_name(request: Request) -> str:
+def pull_runner_name(host: str | None) -> str:
     """A pull runner as the API sees it: its address (OpenKAT's runners send no name of their own)."""
-    return f"pull runner at {request.client.host}" if request.client else "pull runner"
+    return f"pull runner at {host}" if host else "pull runner"
 
 
 async def get_state(request: Request) -> ApiState:

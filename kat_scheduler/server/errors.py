@@ -38,12 +38,31 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
-def error_response(status: int, reason: str, *, field: str | None = None,
-                   headers: dict[str, str] | None = None) -> JSONResponse:
+def error_body(reason: str, field: str | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {"detail": reason}
     if field is not None:
         body["field"] = field
-    return JSONResponse(body, status_code=status, headers=headers)
+    return body
+
+
+def error_response(status: int, reason: str, *, field: str | None = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(error_body(reason, field), status_code=status, headers=headers)
+
+
+def known_error(error: Exception, method: str, path: str) -> ApiError | None:
+    """A handler's exception as the refusal the API answers, or None for an error of ours (a 500).
+    Shared by FastAPI's handlers (install_error_handlers) and the hot routes (hot_routes.py)."""
+    if isinstance(error, ApiError):
+        return error
+    if isinstance(error, InvalidItem):
+        return ApiError(400, f"data.{error.field}: {error.reason}", field=f"data.{error.field}")
+    if isinstance(error, StoreUnavailable):
+        logger.error("%s %s: %s", method, path, error)
+        where = f" ({error.store}: {error.url})"
+        return ApiError(503, f"the scheduler's Redis is unreachable{where}; try again later",
+                        headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+    return None
 
 
 def describe_validation(error: RequestValidationError) -> tuple[str, str | None]:
@@ -66,29 +85,19 @@ def describe_problems(problems: Sequence[Mapping[str, Any]]) -> tuple[str, str |
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    async def on_api_error(request: Request, error: Exception) -> JSONResponse:
-        assert isinstance(error, ApiError)
-        return error_response(error.status, error.reason, field=error.field, headers=error.headers)
+    async def on_known_error(request: Request, error: Exception) -> JSONResponse:
+        known = known_error(error, request.method, request.url.path)
+        assert known is not None
+        return error_response(known.status, known.reason, field=known.field, headers=known.headers)
 
     async def on_validation(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, RequestValidationError)
         reason, field = describe_validation(error)
         return error_response(400, reason, field=field)
 
-    async def on_invalid_item(request: Request, error: Exception) -> JSONResponse:
-        assert isinstance(error, InvalidItem)
-        return error_response(400, f"data.{error.field}: {error.reason}", field=f"data.{error.field}")
-
-    async def on_unavailable(request: Request, error: Exception) -> JSONResponse:
-        logger.error("%s %s: %s", request.method, request.url.path, error)
-        where = f" ({error.store}: {error.url})" if isinstance(error, StoreUnavailable) else ""
-        return error_response(503, f"the scheduler's Redis is unreachable{where}; try again later",
-                              headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
-
-    app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(RequestValidationError, on_validation)
-    app.add_exception_handler(InvalidItem, on_invalid_item)
-    app.add_exception_handler(StoreUnavailable, on_unavailable)
+    for kind in (ApiError, InvalidItem, StoreUnavailable):
+        app.add_exception_handler(kind, on_known_error)
 
 
 _DESCRIPTIONS = {

@@ -18,13 +18,13 @@ from kat_scheduler.queues import PriorityQueue, PushOutcome
 from kat_scheduler.repositories.task_records import TaskRecord, ms_to_datetime
 from kat_scheduler.server import filters
 from kat_scheduler.server.bodies import documented as body_doc
-from kat_scheduler.server.bodies import json_body, optional_json_body
+from kat_scheduler.server.bodies import parsed_body, required_body
 from kat_scheduler.server.config import MAX_PAGE_SIZE
 from kat_scheduler.server.deps import ApiState, State, pull_runner_name, queue_of
 from kat_scheduler.server.errors import ApiError, documented
 from kat_scheduler.server.oci_images import plugins_by_image
 from kat_scheduler.server.priority import score_for
-from kat_scheduler.server.responses import task_response, tasks_response
+from kat_scheduler.server.responses import Answer, as_response, task_answer, tasks_answer
 from kat_scheduler.server.schemas import PopResponse, PushRequest, QueueOut, SchedulerOut
 
 logger = logging.getLogger(__name__)
@@ -62,12 +62,14 @@ GIVEN_BACK: dict[int | str, dict[str, Any]] = {200: {"model": Task, "description
 async def push(scheduler_id: str, request: Request, state: State) -> Response:
     """Queue one task (201). 409 (with Retry-After) when its work identity is queued, dispatched or
     running already. A runner that pushes back a task it popped and did not run (the whole Task, as
-    OpenKAT's runners do when they stop) gives it back: 200, and the task is in its place in the queue.
+    OpenKAT's runners do when they stop) gives it back: 200, and the task is in its place in the queue."""
+    # Served by the hot routes (hot_routes.py) first; this route documents it and takes what they leave.
+    return as_response(await push_answer(state, scheduler_id, await request.body()))
 
-    Async, like pop and the task routes: their Redis work is one short call, cheaper on the event loop
-    than the hop to a worker thread."""
+
+async def push_answer(state: ApiState, scheduler_id: str, raw_body: bytes) -> Answer:
     queue = queue_of(state, scheduler_id)
-    body = await json_body(request, PushRequest)
+    body = required_body(raw_body, PushRequest)
     if body.scheduler_id is not None and body.scheduler_id != scheduler_id:
         raise ApiError(400, f"scheduler_id {body.scheduler_id!r} differs from the scheduler pushed to, "
                        f"{scheduler_id!r}", field="scheduler_id")
@@ -80,17 +82,17 @@ async def push(scheduler_id: str, request: Request, state: State) -> Response:
                        f"{payload.organization!r}", field="organisation")
     score = score_for(queue, body.priority, payload.hash, state.context.clock_ms(),
                       state.context.settings.grace_period)
-    result = queue.push(payload, score, data=data)
+    result = await queue.push_batched(payload, score, data=data)
     if result.record is not None:
         logger.info("task %s of organisation %s pushed to %s (priority %s, score %d)",
                     payload.id, payload.organization, queue.kind, body.priority, score,
                     extra=task_fields(payload.id, queue.kind, payload.organization))
-        return task_response(result.record, 201)
+        return task_answer(result.record, 201)
     if result.outcome is PushOutcome.FULL:
         raise ApiError(429, f"the {queue.kind} queue is full ({queue.maxsize} tasks)",
                        headers={"Retry-After": str(FULL_RETRY_AFTER_SECONDS)})
     if result.outcome is PushOutcome.DUPLICATE and result.task_id == payload.id:
-        return task_response(_given_back(queue, payload.id, payload.organization, result.holder_status))
+        return task_answer(_given_back(queue, payload.id, payload.organization, result.holder_status))
     if result.outcome is PushOutcome.ID_TAKEN:
         raise ApiError(409, _why_taken(queue, payload.id, payload.organization), field="id")
     logger.info("task %s of organisation %s refused: its work is %s as task %s",
@@ -155,21 +157,27 @@ async def pop(
 ) -> Response:
     """Take up to `limit` tasks in serving order, each dispatched under a lease. The runner then PATCHes
     /tasks/{id} to running and completed or failed; a task whose lease runs out returns to the queue."""
+    # Served by the hot routes (hot_routes.py) first; this route documents it and takes what they leave.
+    return as_response(await pop_answer(state, scheduler_id, await request.body(), limit,
+                                        pull_runner_name(request.client.host if request.client else None)))
+
+
+async def pop_answer(state: ApiState, scheduler_id: str, raw_body: bytes, limit: int, runner: str) -> Answer:
     queue = queue_of(state, scheduler_id)
-    body = await optional_json_body(request, filters.FilterRequest)
-    constraints = filters.plugin_constraints(filters.parse(body), queue.kind)
+    constraints = filters.plugin_constraints(filters.parse(parsed_body(raw_body, filters.FilterRequest)),
+                                             queue.kind)
     reap_if_due(state, queue)
     plugin_ids: list[str] | None = None
     if not constraints.empty:
         images = constraints.images
         plugin_ids = sorted(constraints.plugin_ids(plugins_by_image(queue, images) if images else {}))
         if not plugin_ids:
-            return tasks_response([])
-    claimed = queue.claim(limit, plugin_ids, lease_seconds=state.context.settings.pull_lease_seconds)
-    state.show_pull_runner(pull_runner_name(request))
+            return tasks_answer([])
+    claimed = await queue.claim_batched(limit, plugin_ids, lease_seconds=state.context.settings.pull_lease_seconds)
+    state.show_pull_runner(runner)
     for record in claimed:
         _log_popped(record)
-    return tasks_response(claimed)
+    return tasks_answer(claimed)
 
 
 def _log_popped(record: TaskRecord) -> None:

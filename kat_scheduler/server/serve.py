@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import uvicorn
 
 from kat_scheduler.config import Settings, load_settings
 from kat_scheduler.context.context import AppContext
-from kat_scheduler.logging_setup import configure_logging
+from kat_scheduler.logging_setup import LinesInBatches, configure_logging
 from kat_scheduler.server.app import create_app
 
 
 def serve(host: str | None = None, port: int | None = None) -> int:
     settings = load_settings()
-    configure_logging(settings)
+    configure_logging(settings, stream=LinesInBatches(sys.stderr))
     context = AppContext.create(settings)
     try:
         run_app(create_app(context), settings, host, port)

@@ -109,7 +109,8 @@ async def patch_task(task_id: str, request: Request, state: State) -> Response:
     wanted = patch.status
     if record.status is wanted and wanted is not TaskStatus.RUNNING:
         return task_response(record)
-    reply = _apply(queue, record, wanted, state.context.settings.pull_lease_seconds, pull_runner_name(request))
+    runner = pull_runner_name(request.client.host if request.client else None)
+    reply = _apply(queue, record, wanted, state.context.settings.pull_lease_seconds, runner)
     if reply in (Change.OK, TaskStatus.CANCELLED):
         logger.info("task %s of organisation %s: %s -> %s", record.id, record.organisation, record.status.value,
                     wanted.value, extra=task_fields(record.id, record.kind, record.organisation))
