@@ -11,7 +11,8 @@ import pytest
 from celery.signals import setup_logging
 
 from kat_scheduler.config import load_settings
-from kat_scheduler.logging_setup import configure_logging, task_fields, task_logger
+from kat_scheduler.logging_setup import LinesInBatches, configure_logging, task_fields, task_logger
+from tests.factories.waiting import wait_for
 
 logger = logging.getLogger("kat_scheduler.test")
 
@@ -95,3 +96,19 @@ def test_celery_s_setup_logging_signal_configures_ours(monkeypatch: pytest.Monke
     ours = [h for h in logging.getLogger().handlers if type(h).__name__ == "_OurHandler"]
     assert len(ours) == 1 and type(ours[0].formatter).__name__ == "JsonFormatter"
     assert logging.getLogger().level == logging.WARNING
+
+
+def test_the_apis_log_stream_writes_its_lines_in_order_soon_and_all_of_them_at_exit() -> None:
+    target = io.StringIO()
+    batched = LinesInBatches(target, interval=0.02)
+    configure_logging(load_settings(), stream=batched)
+    for n in range(200):
+        logger.info("line %d", n, extra=task_fields(f"t{n}", "boefje", "org1"))
+    wait_for(lambda: len(lines(target)) == 200, timeout=5, what="the lines to be written")
+    assert [line.split("line ")[1] for line in lines(target)] == \
+        [f"{n} [task_id=t{n} kind=boefje organisation=org1]" for n in range(200)]
+    at_exit = io.StringIO()
+    slow = LinesInBatches(at_exit, interval=3600)  # its thread would not write for an hour
+    slow.write("last words\n")
+    slow.drain()  # what the process does at exit (atexit)
+    assert at_exit.getvalue() == "last words\n"
