@@ -13,16 +13,18 @@ restart without persistence, FUNCTION FLUSH) gets the library again on the next 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import threading
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import redis
 
-from kat_scheduler.queues.call_batcher import CallBatcher
+from kat_scheduler.queues.loop_pipe import LoopPipe
 from kat_scheduler.store import StoreClient
 
 Arg = str | int | float
@@ -67,7 +69,8 @@ class LuaLibrary:
         self._script = client.register_script(self.script_code)
         self._as_function: bool | None = None  # unknown until the first load
         self._lock = threading.Lock()
-        self._batcher: CallBatcher | None = None  # made on the first call_batched
+        self._pipes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[LoopPipe | None]] = \
+            weakref.WeakKeyDictionary()  # each event loop's pipe (call_batched)
 
     def __call__(self, keys: Sequence[str], args: Sequence[Arg]) -> Any:
         [reply] = self.call_many(keys, (args,))
@@ -78,44 +81,53 @@ class LuaLibrary:
             return self._call_many(keys, arg_lists)
 
     async def call_batched(self, keys: Sequence[str], args: Sequence[Arg]) -> Any:
-        """One call from a coroutine, sent to Redis together with the calls other coroutines make at the
-        same moment (CallBatcher): the event loop serves other requests while Redis answers."""
-        if self._batcher is None or not self._batcher.alive():
-            with self._lock:
-                if self._batcher is None or not self._batcher.alive():
-                    self._batcher = CallBatcher(self.replies)
-        return await self._batcher.call(keys, args)
-
-    def replies(self, keys: Sequence[str], arg_lists: Iterable[Sequence[Arg]]) -> list[Any]:
-        """Like call_many, with each error reply returned in its call's place instead of raised."""
+        """The call, from a coroutine: sent with the other calls of this turn of the event loop on a
+        connection of the loop's (LoopPipe), so that the loop serves other requests meanwhile. For a
+        client a pipe cannot stand in for (TLS, Sentinel, Cluster, fakeredis), made at once, as __call__."""
+        pipe = await self._pipe()
+        if pipe is None:
+            return self(keys, args)
         with self.store.guard():
-            return self._replies(keys, arg_lists)
+            self.ensure_loaded()
+        try:
+            reply = await pipe.call(self._command(keys, args))
+        except CONNECTION_ERRORS:  # the reply was lost with the connection: through the client, which
+            return self(keys, args)  # reconnects with its retries (a call may then run twice, as there)
+        if isinstance(reply, redis.ResponseError):
+            if not is_missing(reply):
+                raise reply
+            self.load()  # Redis lost its functions meanwhile
+            return self(keys, args)
+        return reply
+
+    async def _pipe(self) -> LoopPipe | None:
+        """This event loop's pipe, opened on first use and again after its connection was lost."""
+        loop = asyncio.get_running_loop()
+        opening = self._pipes.get(loop)
+        if opening is None or (opening.done() and (opening.exception() is not None or _broken(opening.result()))):
+            opening = self._pipes[loop] = loop.create_task(LoopPipe.open_for(self.client))
+        if not opening.done():
+            await asyncio.wait([opening])  # not cancelled with the request that waits for it
+        if opening.exception() is not None:
+            return None  # Redis unreachable: the call through the client says so (StoreUnavailable)
+        return opening.result()
 
     def _call_many(self, keys: Sequence[str], arg_lists: Iterable[Sequence[Arg]]) -> list[Any]:
-        """Raises the first error reply of _replies."""
-        replies = self._replies(keys, arg_lists)
-        for reply in replies:
-            if isinstance(reply, redis.ResponseError):
-                raise reply
-        return replies
-
-    def _replies(self, keys: Sequence[str], arg_lists: Iterable[Sequence[Arg]]) -> list[Any]:
         """Call once per argument list, on one connection of the client's pool: each call is sent as soon
         as `arg_lists` yields it and the replies are read at the end, so Redis runs one call while
-        Python builds the next. Each call is atomic on its own.
+        Python builds the next. Each call is atomic on its own. Raises the first error reply.
 
         The pooled connection skips redis-py's per-command machinery, a good part of a single call's
         cost on the client. Calls left without a reply (a connection that failed, or a cluster client,
         which has no single pool) go through the client, whose retries with backoff reconnect; as with
         redis-py's own retries, a call whose reply was lost may then run twice."""
         self.ensure_loaded()
-        known = isinstance(arg_lists, list)  # all of them at hand: sent in one write
         arg_lists = iter(arg_lists)
         sent: list[Sequence[Arg]] = []
         replies: list[Any] = []
         pool = getattr(self.client, "connection_pool", None)
         if pool is not None:
-            self._stream(pool, keys, arg_lists, sent, replies, known)
+            self._stream(pool, keys, arg_lists, sent, replies)
         sent += arg_lists  # what was not sent: all of it for a cluster client
         replies += [self._through_client(keys, args) for args in sent[len(replies):]]
         missing = [n for n, reply in enumerate(replies) if isinstance(reply, redis.ResponseError) and is_missing(reply)]
@@ -123,10 +135,13 @@ class LuaLibrary:
             self.load()  # Redis lost its functions meanwhile
             for n in missing:
                 replies[n] = self._through_client(keys, sent[n])
+        for reply in replies:
+            if isinstance(reply, redis.ResponseError):
+                raise reply
         return replies
 
     def _stream(self, pool: Any, keys: Sequence[str], arg_lists: Iterator[Sequence[Arg]],
-                sent: list[Sequence[Arg]], replies: list[Any], known: bool = False) -> None:
+                sent: list[Sequence[Arg]], replies: list[Any]) -> None:
         """Send the calls on one pooled connection and read their replies (error replies included) into
         `replies`; a connection failure stops it, leaving the rest of `sent` without a reply."""
         try:
@@ -134,9 +149,6 @@ class LuaLibrary:
         except CONNECTION_ERRORS:
             return
         try:
-            if known:
-                sent += arg_lists
-                connection.send_packed_command(connection.pack_commands([self._command(keys, a) for a in sent]))
             for args in arg_lists:
                 sent.append(args)
                 connection.send_command(*self._command(keys, args))
@@ -188,3 +200,7 @@ def is_missing(error: Exception) -> bool:
     """Redis answered that it does not have our function or script (it restarted or was flushed)."""
     return isinstance(error, redis.exceptions.NoScriptError) or (
         isinstance(error, redis.ResponseError) and "function not found" in str(error).lower())
+
+
+def _broken(pipe: LoopPipe | None) -> bool:
+    return pipe is not None and pipe.broken
