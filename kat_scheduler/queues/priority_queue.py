@@ -36,8 +36,8 @@ CLAIM_CHUNK = 100  # tasks per script call in a claim: one call of a filtered cl
 Payload = TaskPayload
 Result = TypeVar("Result")
 # An operation as the calls it makes: it yields each call's arguments (operation first), is sent the
-# reply, and returns its result. PriorityQueue runs it with calls made at once (_run) or batched with
-# other coroutines' calls (_run_batched), so the two ways share one body.
+# reply, and returns its result. PriorityQueue runs it with calls made at once (_run) or awaited from a
+# coroutine (_run_batched: sent with the other calls of the event loop's turn), so both share one body.
 Steps = Generator[list[Any], Any, Result]
 
 
@@ -170,7 +170,7 @@ class PriorityQueue:
             return done.value
 
     async def _run_batched(self, steps: Steps[Result]) -> Result:
-        """Drive an operation's steps with calls batched with those of other coroutines (CallBatcher)."""
+        """Drive an operation's steps from a coroutine (LuaLibrary.call_batched)."""
         try:
             call = next(steps)
             while True:
@@ -217,7 +217,7 @@ class PriorityQueue:
 
     async def push_batched(self, payload: Payload | dict[str, Any], score: int, *,
                            data: Mapping[str, Any] | None = None) -> PushResult:
-        """push, from a coroutine: its call goes to Redis together with other coroutines' calls."""
+        """push, from a coroutine: the event loop serves others while Redis answers (LuaLibrary.call_batched)."""
         return await self._run_batched(self._push_steps(payload, score, None, False, True, data))
 
     def _push_steps(self, payload: Payload | dict[str, Any], score: int, schedule_id: str | None, update: bool,
@@ -276,7 +276,7 @@ class PriorityQueue:
 
     async def claim_batched(self, count: int = 1, plugin_ids: Sequence[str] | None = None,
                             lease_seconds: float | None = None) -> list[TaskRecord]:
-        """claim, from a coroutine: its calls go to Redis together with other coroutines' calls."""
+        """claim, from a coroutine: the event loop serves others while Redis answers (LuaLibrary.call_batched)."""
         return await self._run_batched(self._claim_steps(count, plugin_ids, lease_seconds))
 
     def _claim_steps(self, count: int, plugin_ids: Sequence[str] | None,
