@@ -332,6 +332,11 @@ local function push()
     if maxsize > 0 then
         for _, count in ipairs(redis.call("HVALS", P .. ":counts")) do size = size + tonumber(count) end
     end
+    if redis.call("EXISTS", P .. ":orgs") == 0 then
+        -- Nothing is queued, so nothing lacks an index: a queue filled from here on never needs the walk
+        -- of ensure_wait_index or ensure_plugin_index over all its tasks (a stall of Redis, once).
+        redis.call("MSET", P .. ":wait_index", "1", P .. ":plugin_index", "2")
+    end
     local added, by_org, created_by_org, replies = 0, {}, {}, {}
     for position, item in ipairs(items) do
         local id, record, score, org, hash, ooi, member = item[1], item[2], item[3], item[4], item[5], item[6], item[7]

@@ -619,6 +619,24 @@ def test_a_queue_written_before_the_wait_index_gets_it_at_its_first_reap(queue: 
     assert queue.oldest_pushed_ms() == pushed
 
 
+def test_a_queue_filled_from_empty_is_never_walked_to_build_its_indexes(queue: PriorityQueue,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    queue.push_many((boefje_task(org=f"org{n % 3}"), n) for n in range(30))
+    original_call = queue._call
+    walked: list[int] = []
+
+    def counting(operation: str, *args: Any) -> Any:
+        before = queue.client.get(f"{queue.base}:wait_index"), queue.client.get(f"{queue.base}:plugin_index")
+        reply = original_call(operation, *args)
+        walked.append(before != ("1", "2"))
+        return reply
+
+    monkeypatch.setattr(queue, "_call", counting)
+    queue.reap()
+    assert [record.plugin_id for record in queue.claim(1, plugin_ids=["dns-records"])] == ["dns-records"]
+    assert walked == [False, False]  # both indexes were marked complete by the first push
+
+
 def test_dead_letters_older_than_their_retention_are_dropped_by_the_reaps(
         client: redis.Redis, key_prefix: str, clock: FakeClock) -> None:
     queue = make_queue(client, key_prefix, dead_letter_retention_seconds=3_600, retention_seconds=100, lease_seconds=60,
