@@ -144,7 +144,7 @@ class LoopPipe(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._reader.feed(data)
         while (reply := self._reader.gets()) is not False:
-            if isinstance(reply, hiredis.ReplyError):
+            if isinstance(reply, hiredis.ReplyError):  # as redis-py's client raises it (NoScriptError, ...)
                 reply = BaseParser.parse_error(str(reply))
             future = self._waiting.popleft()
             if not future.done():
