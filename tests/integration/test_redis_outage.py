@@ -87,6 +87,12 @@ def cli(url: str, prefix: str, *argv: str) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=60, check=False)
 
 
+def pop_none(base: str) -> httpx.Response:
+    """A runner's pop for a plugin nobody has: it reaches Redis and takes nothing."""
+    return httpx.post(f"{base}/schedulers/boefje/pop", timeout=30, json={"filters": [
+        {"column": "data", "field": "boefje__id", "operator": "==", "value": "no-such-boefje"}]})
+
+
 def test_a_redis_outage_holds_the_events_and_loses_none(
         own_redis: OwnRedis, kat: SimulatedKAT, key_prefix: str, mutations_queue: str,
         rabbit_publisher: TestPublisher, tmp_path: Path) -> None:
@@ -111,9 +117,11 @@ def test_a_redis_outage_holds_the_events_and_loses_none(
         with api_server(own_redis.url, key_prefix, log=tmp_path / "api.log") as base:
             publish(100)
             wait_for(lambda: listener.handled == 100, 30, "the events before the outage")
+            assert pop_none(base).json() == {"results": []}  # the API's own connection to Redis is open
             own_redis.stop()
             stopped = time.monotonic()
             refused = httpx.get(f"{base}/tasks", params={"scheduler_id": "boefje"}, timeout=30)
+            refused_pop = pop_none(base)
             command = cli(own_redis.url, key_prefix, "status")
             pace = threading.Event()  # never set: its wait is the stream's pace
             while time.monotonic() - stopped < OUTAGE_SECONDS:  # the stream goes on through the outage
@@ -123,12 +131,14 @@ def test_a_redis_outage_holds_the_events_and_loses_none(
             own_redis.start()
             wait_for(lambda: listener.handled == published, 120, "every event once Redis is back")
             assert httpx.get(f"{base}/schedulers/boefje", timeout=10).status_code == 200
+            assert pop_none(base).json() == {"results": []}  # and connected again
     finally:
         for running, thread in listeners:
             running.stop()
             thread.join(timeout=30)
         context.close()
     assert refused.status_code == 503 and int(refused.headers["Retry-After"]) > 0
+    assert refused_pop.status_code == 503 and "Redis" in refused_pop.json()["detail"]
     assert "Redis" in refused.json()["detail"] and own_redis.url in refused.json()["detail"]
     assert command.returncode == 5 and f"Redis at {own_redis.url} is unreachable" in command.stderr
     assert listener.dead_lettered == 0 and rabbit_publisher.message_count(f"{mutations_queue}.dead") == 0
