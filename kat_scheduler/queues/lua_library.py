@@ -71,6 +71,7 @@ class LuaLibrary:
         self._lock = threading.Lock()
         self._pipes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[LoopPipe | None]] = \
             weakref.WeakKeyDictionary()  # each event loop's pipe (call_batched)
+        self._last_pipe: tuple[asyncio.AbstractEventLoop, LoopPipe] | None = None
 
     def __call__(self, keys: Sequence[str], args: Sequence[Arg]) -> Any:
         [reply] = self.call_many(keys, (args,))
@@ -103,6 +104,9 @@ class LuaLibrary:
     async def _pipe(self) -> LoopPipe | None:
         """This event loop's pipe, opened on first use and again after its connection was lost."""
         loop = asyncio.get_running_loop()
+        last = self._last_pipe  # the API's one loop asks again for every call: answered from here
+        if last is not None and last[0] is loop and not last[1].broken:
+            return last[1]
         opening = self._pipes.get(loop)
         if opening is None or (opening.done() and (opening.exception() is not None or _broken(opening.result()))):
             opening = self._pipes[loop] = loop.create_task(LoopPipe.open_for(self.client))
@@ -110,7 +114,10 @@ class LuaLibrary:
             await asyncio.wait([opening])  # not cancelled with the request that waits for it
         if opening.exception() is not None:
             return None  # Redis unreachable: the call through the client says so (StoreUnavailable)
-        return opening.result()
+        pipe = opening.result()
+        if pipe is not None:
+            self._last_pipe = (loop, pipe)
+        return pipe
 
     def _call_many(self, keys: Sequence[str], arg_lists: Iterable[Sequence[Arg]]) -> list[Any]:
         """Call once per argument list, on one connection of the client's pool: each call is sent as soon
