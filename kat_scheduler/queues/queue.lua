@@ -147,7 +147,10 @@ local function set_status(id, r, status, note)
 end
 
 -- Whether a served organisation keeps its turn: one of weight w is served w times in a row per turn.
+local weighted -- whether any organisation has a weight: read once per call (most queues have none)
 local function turn_goes_on(org)
+    if weighted == nil then weighted = redis.call("EXISTS", P .. ":weights") == 1 end
+    if not weighted then return false end
     local weight = tonumber(redis.call("HGET", P .. ":weights", org) or "1")
     if weight <= 1 then return false end
     if redis.call("HINCRBY", P .. ":credit", org, "1") < weight then return true end
@@ -158,12 +161,13 @@ end
 -- Put an organisation in its place in the serving order after its queue changed. An organisation
 -- whose head task is manual is in band 0, before all others; a served organisation goes to the back
 -- of its band (once its weight's claims in a row are taken); the others keep their turn.
+-- Returns its place (its score in P:orgs), nil when it has nothing queued and left the order.
 local function place_org(org, served)
     local head = redis.call("ZRANGE", org_key(org), "0", "0", "WITHSCORES")
     if #head == 0 then
         redis.call("ZREM", P .. ":orgs", org)
         redis.call("HDEL", P .. ":credit", org)
-        return
+        return nil
     end
     if served and turn_goes_on(org) then served = false end
     local band = 1
@@ -173,11 +177,12 @@ local function place_org(org, served)
         local current = redis.call("ZSCORE", P .. ":orgs", org)
         if current then
             turn = tonumber(current) % BAND
-            if tonumber(current) - turn == band * BAND then return end -- in its place already
+            if tonumber(current) - turn == band * BAND then return tonumber(current) end -- in its place already
         end
     end
     turn = turn or redis.call("INCR", P .. ":turn")
     redis.call("ZADD", P .. ":orgs", int(band * BAND + turn), org)
+    return band * BAND + turn
 end
 
 local function wake(reason) redis.call("PUBLISH", P .. ":wake", reason) end
@@ -263,7 +268,7 @@ local function dequeue(id, r, served)
     redis.call("ZREM", waiting_key(r[ORG]), member_of(r[SEQ], id))
     unindex_plugin(r[ORG], r[PLUGIN], member_of(r[SEQ], id))
     count_queued(r[ORG], -1)
-    place_org(r[ORG], served)
+    return place_org(r[ORG], served)
 end
 
 local function release_identity(id, r)
@@ -506,12 +511,11 @@ local function best_of_plugins(org, plugins, gate)
     return best_member
 end
 
--- The first organisation of `orgs` was served: move it to its new place in serving order (or drop it).
-local function served(orgs)
+-- The first organisation of `orgs` was served and is now at `turn` in serving order (nil: it left it):
+-- move it there in `orgs` too (or drop it).
+local function served(orgs, turn)
     local org = table.remove(orgs, 1)[1]
-    local turn = redis.call("ZSCORE", P .. ":orgs", org)
     if not turn then return end
-    turn = tonumber(turn)
     local at = #orgs + 1
     while at > 1 and orgs[at - 1][2] > turn do at = at - 1 end
     table.insert(orgs, at, {org, turn})
@@ -599,8 +603,8 @@ local function take(wanted, lease, filter, in_slot)
             count_queued(r[ORG], -1)
             place_org(r[ORG], true)
         else
-            dequeue(id, r, true)
-            if filter then served(orgs) end
+            local turn = dequeue(id, r, true)
+            if filter then served(orgs, turn) end
         end
         admit(gate, r[PLUGIN], id)
         r[ATTEMPTS] = int(tonumber(r[ATTEMPTS]) + 1)
@@ -1027,6 +1031,7 @@ local operations = {
 
 local function main(keys, args)
     P, ARGV, now = keys[1], args, tonumber(args[2])
+    weighted = nil
     local operation = operations[args[1]]
     if not operation then return redis.error_reply("unknown queue operation: " .. tostring(args[1])) end
     return operation()
