@@ -3,7 +3,8 @@ generator in C, in a process of its own) over 1 and 8 keep-alive connections, be
 the same uvicorn with the same flags (benchmarks/bare_api.py), measured in alternating rounds.
 
 Figures: requests/s and the p50 and p99 latency of push (as the web UI pushes), pop (as a runner pops:
-no body, no Content-Type) and POST /tasks (a web UI task list of one organisation), each as a ratio of
+no body, no Content-Type), PATCH to running (as a runner's worker starts a task) and POST /tasks (a web
+UI task list of one organisation), each as a ratio of
 the bare endpoint's at the same number of connections. Needs `wrk` (Debian's package `wrk`).
 """
 
@@ -15,6 +16,7 @@ import re
 import shutil
 import statistics
 import subprocess
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -30,6 +32,7 @@ REDIS_URL = os.environ.get("KAT_BENCH_REDIS_URL", "redis://localhost:6379/0")
 WRK_SCRIPTS = Path(__file__).parent / "wrk"
 CONNECTIONS = (1, 8)
 POP_BACKLOG = 150_000  # tasks queued before the pop rounds, more than they can take
+PATCHED = 10_000  # popped tasks the PATCH rounds mark running, in turn
 TASK_LIST = json.dumps({"filters": [{"column": "organisation", "operator": "==", "value": "org3"}]})
 TASK_LIST_PATH = "/tasks?limit=50&offset=0&scheduler_id=boefje&task_type=boefje"
 
@@ -73,7 +76,7 @@ def run(quick: bool = False) -> None:
     client = connect(REDIS_URL)
     prefix = f"kat-bench-api-{uuid.uuid4().hex[:8]}"
     try:
-        with servers(prefix) as (api, bare):
+        with servers(prefix) as (api, bare), tempfile.TemporaryDirectory() as stack_dir:
             queue = PriorityQueue(client, "boefje", prefix=prefix)
             samples: dict[tuple[str, int], list[Load]] = {}
 
@@ -92,9 +95,16 @@ def run(quick: bool = False) -> None:
                 for connections in CONNECTIONS:
                     measure("bare", connections, f"{bare}/bare", "post.lua")
                     measure("pop", connections, f"{api}/schedulers/boefje/pop?limit=1", "post.lua")
+            ids = Path(stack_dir) / "popped.txt"
+            ids.write_text("\n".join(record.id for record in queue.claim(PATCHED, lease_seconds=3600)))
+            for _ in range(rounds):
+                for connections in CONNECTIONS:
+                    measure("bare", connections, f"{bare}/bare", "post.lua")
+                    measure("patch", connections, api, "patch.lua", WRK_IDS=str(ids))
             for connections in CONNECTIONS:
                 reference = _median(samples["bare", connections])
-                for name, label in (("push", "api push"), ("pop", "api pop"), ("tasks", "api POST /tasks")):
+                for name, label in (("push", "api push"), ("pop", "api pop"), ("patch", "api PATCH running"),
+                                    ("tasks", "api POST /tasks")):
                     ours = _median(samples[name, connections])
                     about = f"{label}, {connections} connection{'s' if connections > 1 else ''}"
                     report(Figure(about, ours.requests_per_second, "requests/s", reference.requests_per_second,

@@ -13,18 +13,16 @@ restart without persistence, FUNCTION FLUSH) gets the library again on the next 
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 import threading
-import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import redis
 
-from kat_scheduler.queues.loop_pipe import LoopPipe
+from kat_scheduler.loop_pipe import pipes_of
 from kat_scheduler.store import StoreClient
 
 Arg = str | int | float
@@ -69,9 +67,7 @@ class LuaLibrary:
         self._script = client.register_script(self.script_code)
         self._as_function: bool | None = None  # unknown until the first load
         self._lock = threading.Lock()
-        self._pipes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[LoopPipe | None]] = \
-            weakref.WeakKeyDictionary()  # each event loop's pipe (call_batched)
-        self._last_pipe: tuple[asyncio.AbstractEventLoop, LoopPipe] | None = None
+        self._pipes = pipes_of(self.client)  # each event loop's connection, for call_batched
 
     def __call__(self, keys: Sequence[str], args: Sequence[Arg]) -> Any:
         [reply] = self.call_many(keys, (args,))
@@ -85,7 +81,7 @@ class LuaLibrary:
         """The call, from a coroutine: sent with the other calls of this turn of the event loop on a
         connection of the loop's (LoopPipe), so that the loop serves other requests meanwhile. For a
         client a pipe cannot stand in for (TLS, Sentinel, Cluster, fakeredis), made at once, as __call__."""
-        pipe = await self._pipe()
+        pipe = await self._pipes.get()
         if pipe is None:
             return self(keys, args)
         with self.store.guard():
@@ -100,24 +96,6 @@ class LuaLibrary:
             self.load()  # Redis lost its functions meanwhile
             return self(keys, args)
         return reply
-
-    async def _pipe(self) -> LoopPipe | None:
-        """This event loop's pipe, opened on first use and again after its connection was lost."""
-        loop = asyncio.get_running_loop()
-        last = self._last_pipe  # the API's one loop asks again for every call: answered from here
-        if last is not None and last[0] is loop and not last[1].broken:
-            return last[1]
-        opening = self._pipes.get(loop)
-        if opening is None or (opening.done() and (opening.exception() is not None or _broken(opening.result()))):
-            opening = self._pipes[loop] = loop.create_task(LoopPipe.open_for(self.client))
-        if not opening.done():
-            await asyncio.wait([opening])  # not cancelled with the request that waits for it
-        if opening.exception() is not None:
-            return None  # Redis unreachable: the call through the client says so (StoreUnavailable)
-        pipe = opening.result()
-        if pipe is not None:
-            self._last_pipe = (loop, pipe)
-        return pipe
 
     def _call_many(self, keys: Sequence[str], arg_lists: Iterable[Sequence[Arg]]) -> list[Any]:
         """Call once per argument list, on one connection of the client's pool: each call is sent as soon
@@ -207,7 +185,3 @@ def is_missing(error: Exception) -> bool:
     """Redis answered that it does not have our function or script (it restarted or was flushed)."""
     return isinstance(error, redis.exceptions.NoScriptError) or (
         isinstance(error, redis.ResponseError) and "function not found" in str(error).lower())
-
-
-def _broken(pipe: LoopPipe | None) -> bool:
-    return pipe is not None and pipe.broken

@@ -362,21 +362,42 @@ class PriorityQueue:
 
         Without `attempt`, a task that went back to the queue while its runner still worked on it is
         finished too: the runner's outcome is recorded rather than thrown away."""
-        return outcome_of(self._call("ack", task_id, "failed" if failed else "completed", _token(attempt),
-                                     self.retention_ms, "1" if self.keep_last_runs else "0"))
+        return outcome_of(self._call(*self._ack_call(task_id, failed, attempt)))
+
+    async def ack_batched(self, task_id: str, *, failed: bool = False) -> Outcome:
+        """ack, from a coroutine (LuaLibrary.call_batched)."""
+        return outcome_of(await self._call_batched(*self._ack_call(task_id, failed, None)))
+
+    def _ack_call(self, task_id: str, failed: bool, attempt: int | None) -> list[Any]:
+        return ["ack", task_id, "failed" if failed else "completed", _token(attempt), self.retention_ms,
+                "1" if self.keep_last_runs else "0"]
 
     def mark_running(self, task_id: str, attempt: int | None = None, lease_seconds: float | None = None,
                      started_ms: int | None = None, runner: str | None = None) -> Outcome:
         """A claimed task has started (or says it still runs); with `lease_seconds`, its lease starts anew;
         `started_ms`: when the runner says it started (a rate limit counts from there); `runner`: who runs
         it, for the task's history."""
+        return outcome_of(self._call(*self._running_call(task_id, attempt, lease_seconds, started_ms, runner)))
+
+    async def mark_running_batched(self, task_id: str, lease_seconds: float | None = None,
+                                   runner: str | None = None) -> Outcome:
+        """mark_running, from a coroutine (LuaLibrary.call_batched)."""
+        return outcome_of(await self._call_batched(*self._running_call(task_id, None, lease_seconds, None, runner)))
+
+    @staticmethod
+    def _running_call(task_id: str, attempt: int | None, lease_seconds: float | None, started_ms: int | None,
+                      runner: str | None) -> list[Any]:
         lease = "" if lease_seconds is None else str(int(lease_seconds * 1000))
-        return outcome_of(self._call("running", task_id, _token(attempt), lease,
-                                     "" if started_ms is None else started_ms, _history_note(runner)))
+        return ["running", task_id, _token(attempt), lease, "" if started_ms is None else started_ms,
+                _history_note(runner)]
 
     def release(self, task_id: str, attempt: int | None = None) -> Outcome:
         """Give a claimed task back: it returns to its place in the queue."""
         return outcome_of(self._call("release", task_id, _token(attempt)))
+
+    async def release_batched(self, task_id: str) -> Outcome:
+        """release, from a coroutine (LuaLibrary.call_batched)."""
+        return outcome_of(await self._call_batched("release", task_id, _token(None)))
 
     def renew(self, task_id: str, attempt: int | None = None, lease_seconds: float | None = None) -> Outcome:
         lease_ms = self.lease_ms if lease_seconds is None else int(lease_seconds * 1000)

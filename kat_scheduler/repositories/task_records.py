@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 
 import redis
 
+from kat_scheduler.loop_pipe import pipes_of
 from kat_scheduler.models.tasks import Task, TaskStatus
 from kat_scheduler.store import StoreClient
 
@@ -195,6 +196,19 @@ class TaskRepository:
 
     def get(self, task_id: str) -> TaskRecord | None:
         stored = self.client.get(self.record_key(task_id))
+        return TaskRecord.parse(self.kind, task_id, stored) if stored else None
+
+    async def get_batched(self, task_id: str) -> TaskRecord | None:
+        """get, from a coroutine: on the event loop's connection (loop_pipe.py) when the client has one."""
+        pipe = await pipes_of(self.client.raw).get()
+        try:
+            stored = await pipe.call(("GET", self.record_key(task_id))) if pipe is not None else None
+        except redis.ConnectionError:  # lost with the connection: asked again through the client
+            pipe = None
+        if pipe is None:
+            return self.get(task_id)
+        if isinstance(stored, redis.ResponseError):
+            raise stored
         return TaskRecord.parse(self.kind, task_id, stored) if stored else None
 
     def exists(self, task_id: str) -> bool:

@@ -1,10 +1,11 @@
-"""Push and pop, the calls runners make thousands of times a second, served without FastAPI's routing,
-dependency solving and middleware layers, which cost more per request than the queue operation itself.
+"""Push, pop and a task's PATCH, the calls runners make thousands of times a second, served without
+FastAPI's routing, dependency solving and middleware layers, which cost more per request than the queue
+operation itself.
 
-The same handlers (schedulers.push_answer, schedulers.pop_answer) serve the FastAPI routes, which stay
-for the OpenAPI document and for every request the hot routes leave to them: another method, another
-path, a query they do not read as plainly as FastAPI would (`pop?limit=abc`, a repeated or unknown
-parameter). So both ways answer alike; the token check and the body size limit wrap both
+The same handlers (schedulers.push_answer and pop_answer, tasks.patch_answer) serve the FastAPI routes,
+which stay for the OpenAPI document and for every request the hot routes leave to them: another method,
+another path, a query they do not read as plainly as FastAPI would (`pop?limit=abc`, a repeated or
+unknown parameter). So both ways answer alike; the token check and the body size limit wrap both
 (app.SchedulerApi).
 """
 
@@ -23,23 +24,30 @@ from kat_scheduler.server.deps import ApiState, pull_runner_name
 from kat_scheduler.server.errors import error_body, known_error
 from kat_scheduler.server.responses import Answer, json_bytes
 from kat_scheduler.server.schedulers import pop_answer, push_answer
+from kat_scheduler.server.tasks import patch_answer
 
 logger = logging.getLogger(__name__)
 SCOPE_KEY = "kat_scheduler.hot_route"
 _PATH = re.compile(r"/schedulers/([a-z_]+)/(push|pop)")
+_TASK_PATH = re.compile(r"/tasks/([^/]+)")
 _POP_QUERY = re.compile(rb"(?:limit=([0-9]{1,5}))?")
 
 
 @dataclass(frozen=True, slots=True)
 class HotRoute:
-    kind: str
-    operation: str  # "push" or "pop"
+    kind: str  # the scheduler pushed to or popped from; for "patch", the task id
+    operation: str  # "push", "pop" or "patch"
     limit: int = 1
 
 
 def match(scope: Scope) -> HotRoute | None:
     """The hot route of a request, or None to leave it to FastAPI."""
-    if scope["type"] != "http" or scope["method"] != "POST":
+    if scope["type"] != "http":
+        return None
+    if scope["method"] == "PATCH":
+        task = _TASK_PATH.fullmatch(scope["path"])
+        return HotRoute(task[1], "patch") if task else None
+    if scope["method"] != "POST":
         return None
     found = _PATH.fullmatch(scope["path"])
     if found is None or found[1] not in KINDS:
@@ -77,7 +85,10 @@ class HotRoutes:
         if route.operation == "push":
             return push_answer(self.state, route.kind, body)
         client = scope.get("client")
-        return pop_answer(self.state, route.kind, body, route.limit, pull_runner_name(client[0] if client else None))
+        runner = pull_runner_name(client[0] if client else None)
+        if route.operation == "patch":
+            return patch_answer(self.state, route.kind, body, runner)
+        return pop_answer(self.state, route.kind, body, route.limit, runner)
 
 
 async def _read_body(receive: Receive) -> bytes:

@@ -10,6 +10,7 @@ that window the count is a lower bound (docs/api.md).
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import itertools
 import json
@@ -43,6 +44,13 @@ def find(context: AppContext, task_id: str) -> tuple[PriorityQueue, TaskRecord] 
         if record is not None:
             return queue, record
     return None
+
+
+async def find_batched(context: AppContext, task_id: str) -> tuple[PriorityQueue, TaskRecord] | None:
+    """find, from a coroutine: the queues are asked at once, in one write (loop_pipe.py)."""
+    queues = list(context.queues.values())
+    records = await asyncio.gather(*(queue.records.get_batched(task_id) for queue in queues))
+    return next(((queue, record) for queue, record in zip(queues, records, strict=True) if record is not None), None)
 
 
 @dataclass(frozen=True, slots=True)

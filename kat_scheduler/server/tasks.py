@@ -20,12 +20,12 @@ from kat_scheduler.queues import Change, Outcome, PriorityQueue
 from kat_scheduler.repositories.task_records import TaskRecord
 from kat_scheduler.server import filters, task_index
 from kat_scheduler.server.bodies import documented as body_doc
-from kat_scheduler.server.bodies import json_body, optional_json_body
+from kat_scheduler.server.bodies import optional_json_body, required_body
 from kat_scheduler.server.config import MAX_PAGE_SIZE
-from kat_scheduler.server.deps import State, pull_runner_name
+from kat_scheduler.server.deps import ApiState, State, pull_runner_name
 from kat_scheduler.server.errors import ApiError, documented
 from kat_scheduler.server.pages import page_links
-from kat_scheduler.server.responses import json_response, task_response
+from kat_scheduler.server.responses import Answer, as_response, json_response, task_answer, task_response
 from kat_scheduler.server.schemas import HourStats, TaskPage, TaskPatch, UtcDatetime, UtcDatetimeUntil
 
 logger = logging.getLogger(__name__)
@@ -104,34 +104,45 @@ async def patch_task(task_id: str, request: Request, state: State) -> Response:
     """Move a task on: running, completed, failed (a popped task), cancelled (a queued one), queued
     (give a popped task back). Patching to the status a task has already is a no-op (retries are safe);
     running again renews the runner's hold on the task (SCHEDULER_PULL_LEASE_SECONDS)."""
-    patch = await json_body(request, TaskPatch)
-    queue, record = _find(state, task_id)
+    # Served by the hot routes (hot_routes.py) first; this route documents it and takes what they leave.
+    runner = pull_runner_name(request.client.host if request.client else None)
+    return as_response(await patch_answer(state, task_id, await request.body(), runner))
+
+
+async def patch_answer(state: ApiState, task_id: str, raw_body: bytes, runner: str) -> Answer:
+    patch = required_body(raw_body, TaskPatch)
+    found = await task_index.find_batched(state.context, task_id)
+    if found is None:
+        raise ApiError(404, f"no task {task_id}")
+    queue, record = found
     wanted = patch.status
     if record.status is wanted and wanted is not TaskStatus.RUNNING:
-        return task_response(record)
-    runner = pull_runner_name(request.client.host if request.client else None)
-    reply = _apply(queue, record, wanted, state.context.settings.pull_lease_seconds, runner)
+        return task_answer(record)
+    reply = await _apply(queue, record, wanted, state.context.settings.pull_lease_seconds, runner)
     if reply in (Change.OK, TaskStatus.CANCELLED):
         logger.info("task %s of organisation %s: %s -> %s", record.id, record.organisation, record.status.value,
                     wanted.value, extra=task_fields(record.id, record.kind, record.organisation))
-        return task_response(_find(state, task_id)[1])
+        changed = await queue.records.get_batched(task_id)
+        if changed is not None:
+            return task_answer(changed)
+        reply = Change.UNKNOWN
     if reply is Change.UNKNOWN:
         raise ApiError(404, f"task {task_id} is gone")
     raise ApiError(409, f"task {task_id} is {reply.value}; it cannot become {wanted.value}" + _hint(reply, wanted))
 
 
-def _apply(queue: PriorityQueue, record: TaskRecord, wanted: TaskStatus, lease_seconds: float,
-           runner: str) -> Outcome:
+async def _apply(queue: PriorityQueue, record: TaskRecord, wanted: TaskStatus, lease_seconds: float,
+                 runner: str) -> Outcome:
     """The queue operation for a status change; what it came to: OK, CANCELLED, or the blocking status."""
     match wanted:
         case TaskStatus.RUNNING:
-            return queue.mark_running(record.id, lease_seconds=lease_seconds, runner=runner)
+            return await queue.mark_running_batched(record.id, lease_seconds=lease_seconds, runner=runner)
         case TaskStatus.COMPLETED | TaskStatus.FAILED:
-            return queue.ack(record.id, failed=wanted is TaskStatus.FAILED)
+            return await queue.ack_batched(record.id, failed=wanted is TaskStatus.FAILED)
         case TaskStatus.CANCELLED:
             return queue.cancel(record.id)[0]
         case TaskStatus.QUEUED:
-            return queue.release(record.id)
+            return await queue.release_batched(record.id)
     raise ApiError(400, f"status {wanted.value!r} cannot be set through the API; use running, completed, "
                    "failed, cancelled or queued", field="status")
 

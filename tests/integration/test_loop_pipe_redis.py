@@ -1,5 +1,5 @@
 """The queue's calls from coroutines (push_batched, claim_batched), on the event loop's own connection to the
-real Redis (queues/loop_pipe.py): what one turn of the loop calls goes out in one write, each reply goes
+real Redis (loop_pipe.py): what one turn of the loop calls goes out in one write, each reply goes
 to its own caller, and a lost, hung or flushed Redis leaves no call unanswered and no task lost."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from kat_scheduler.queues import PriorityQueue, PushOutcome, connect
-from kat_scheduler.queues.loop_pipe import LoopPipe
+from kat_scheduler.loop_pipe import LoopPipe
 from kat_scheduler.store import StoreUnavailable
 from tests.factories.redis_fixtures import REDIS_URL, delete_prefixed
 from tests.factories.tasks import boefje_task, make_queue

@@ -43,6 +43,10 @@ def scope(method: str, path: str, query: bytes = b"") -> Scope:
     ("POST", "/schedulers/boefje/pop", b"limit=1&limit=2", None),
     ("POST", "/schedulers/boefje/pop", b"limit=1&other=x", None),
     ("POST", "/schedulers/boefje/push/", b"", None),
+    ("PATCH", "/tasks/0b1c2d3e-0000-4000-8000-000000000000", b"", HotRoute("0b1c2d3e-0000-4000-8000-000000000000",
+                                                                          "patch")),
+    ("PATCH", "/tasks/a/b", b"", None),
+    ("GET", "/tasks/0b1c2d3e-0000-4000-8000-000000000000", b"", None),  # GET stays FastAPI's
 ])
 def test_the_hot_routes_take_only_what_they_read_as_fastapi_would(method: str, path: str, query: bytes,
                                                                    route: HotRoute | None) -> None:
@@ -85,34 +89,54 @@ def comparable(response: Any) -> tuple[int, dict[str, str], Any]:
     return response.status_code, headers, body
 
 
-def requests() -> list[tuple[str, dict[str, Any]]]:
+def requests() -> list[tuple[str, str, dict[str, Any]]]:
+    """(method, path, arguments); "{pushed}" and "{popped}" in a path stand for the id of the task the
+    last push made and the last pop took, on each of the two APIs."""
     ooi = "Hostname|internet|same.example"
     manual = {"organisation": "org1", "priority": 1, "data": boefje_data(ooi=ooi)}
+    running, completed = {"json": {"status": "running"}}, {"json": {"status": "completed"}}
     return [
-        ("/schedulers/boefje/push", {"json": manual}),  # 201
-        ("/schedulers/boefje/push", {"json": manual}),  # 409 with Retry-After: queued already
-        ("/schedulers/boefje/push", {"json": {**manual, "organisation": "org2"}}),  # 400 organisation
-        ("/schedulers/boefje/push", {"content": b"{not json", "headers": {"content-type": "application/json"}}),
-        ("/schedulers/boefje/push", {"content": json.dumps(manual | {"data": boefje_data()}).encode()}),  # no type
-        ("/schedulers/boefje/push", {"content": b""}),  # 400: needs a body
-        ("/schedulers/boefje/pop?limit=5", {"json": {"filters": [{"column": "data", "field": "boefje__id",
-                                                                  "operator": "==", "value": "nmap"}]}}),
-        ("/schedulers/boefje/pop?limit=5", {}),  # both queued tasks
-        ("/schedulers/boefje/pop", {"json": {"filters": [{"column": "data", "operator": "~", "value": 1}]}}),
-        ("/schedulers/boefje/pop", {"content": b"[1, 2]"}),  # 400: not a filter
+        ("POST", "/schedulers/boefje/push", {"json": manual}),  # 201
+        ("POST", "/schedulers/boefje/push", {"json": manual}),  # 409 with Retry-After: queued already
+        ("PATCH", "/tasks/{pushed}", completed),  # 409: queued, pop it first
+        ("POST", "/schedulers/boefje/push", {"json": {**manual, "organisation": "org2"}}),  # 400 organisation
+        ("POST", "/schedulers/boefje/push", {"content": b"{not json", "headers": {"content-type": "application/json"}}),
+        ("POST", "/schedulers/boefje/push", {"content": json.dumps(manual | {"data": boefje_data()}).encode()}),
+        ("POST", "/schedulers/boefje/push", {"content": b""}),  # 400: needs a body
+        ("POST", "/schedulers/boefje/pop?limit=5", {"json": {"filters": [
+            {"column": "data", "field": "boefje__id", "operator": "==", "value": "nmap"}]}}),
+        ("POST", "/schedulers/boefje/pop", {}),  # the manual task
+        ("PATCH", "/tasks/{popped}", running),
+        ("PATCH", "/tasks/{popped}", running),  # again: renews the hold
+        ("PATCH", "/tasks/{popped}", {"content": b'{"status": "sleeping"}'}),  # 400
+        ("PATCH", "/tasks/{popped}", completed),
+        ("PATCH", "/tasks/{popped}", completed),  # again: a no-op
+        ("PATCH", "/tasks/{popped}", running),  # 409: it has ended
+        ("PATCH", "/tasks/0b1c2d3e-0000-4000-8000-000000000000", running),  # 404
+        ("POST", "/schedulers/boefje/pop?limit=5", {}),  # the other queued task
+        ("PATCH", "/tasks/{popped}", {"json": {"status": "queued"}}),  # given back
+        ("POST", "/schedulers/boefje/pop", {"json": {"filters": [{"column": "data", "operator": "~", "value": 1}]}}),
+        ("POST", "/schedulers/boefje/pop", {"content": b"[1, 2]"}),  # 400: not a filter
     ]
 
 
 def test_each_request_is_answered_alike_with_and_without_the_hot_routes(
         both_ways: tuple[TestClient, TestClient]) -> None:
-    hot, plain = both_ways
-    for path, arguments in requests():
-        answers = [comparable(client.post(path, headers={**TOKEN, **arguments.get("headers", {})},
-                                          **{k: v for k, v in arguments.items() if k != "headers"}))
-                   for client in (hot, plain)]
-        assert answers[0] == answers[1], path
+    remembered: list[dict[str, str]] = [{}, {}]
+    for method, path, arguments in requests():
+        answers = []
+        for client, ids in zip(both_ways, remembered, strict=True):
+            response = client.request(method, path.format(**ids), headers={**TOKEN, **arguments.get("headers", {})},
+                                      **{k: v for k, v in arguments.items() if k != "headers"})
+            if response.status_code == 201:
+                ids["pushed"] = response.json()["id"]
+            if path.startswith("/schedulers/boefje/pop") and response.status_code == 200 and response.json()["results"]:
+                ids["popped"] = response.json()["results"][0]["id"]
+            answers.append(comparable(response))
+        assert answers[0] == answers[1], (method, path)
+    hot, _ = both_ways
     assert hot.post("/schedulers/boefje/pop").status_code == 401  # the token check holds on the hot routes
-    assert hot.post("/schedulers/boefje/pop", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert hot.patch("/tasks/x", headers={"Authorization": "Bearer wrong"}, json={"status": "running"}).status_code == 401
 
 
 def test_a_failure_of_ours_is_a_logged_500_and_the_next_request_is_served(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections import deque
 from collections.abc import Sequence
 from typing import Any, cast
@@ -157,3 +158,48 @@ class LoopPipe(asyncio.Protocol):
             future = self._waiting.popleft()
             if not future.done():
                 future.set_exception(lost)
+
+
+class LoopPipes:
+    """The pipes of one client: one per event loop, opened on first use and again after its connection
+    was lost. `pipes_of(client)` gives every user of a client (the Lua libraries, the task records) the
+    same ones, so their calls of one turn of the loop share a write."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self._opening: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[LoopPipe | None]] = \
+            weakref.WeakKeyDictionary()
+        self._last: tuple[asyncio.AbstractEventLoop, LoopPipe] | None = None  # the API's one loop: asked often
+
+    async def get(self) -> LoopPipe | None:
+        """This loop's pipe; None when the client is one a pipe cannot stand in for, or Redis is unreachable
+        (then a call through the client says so)."""
+        loop = asyncio.get_running_loop()
+        last = self._last
+        if last is not None and last[0] is loop and not last[1].broken:
+            return last[1]
+        opening = self._opening.get(loop)
+        if opening is None or (opening.done() and (opening.exception() is not None or _broken(opening.result()))):
+            opening = self._opening[loop] = loop.create_task(LoopPipe.open_for(self.client))
+        if not opening.done():
+            await asyncio.wait([opening])  # not cancelled with the request that waits for it
+        if opening.exception() is not None:
+            return None
+        pipe = opening.result()
+        if pipe is not None:
+            self._last = (loop, pipe)
+        return pipe
+
+
+_pipes_of_clients: weakref.WeakKeyDictionary[Any, LoopPipes] = weakref.WeakKeyDictionary()
+
+
+def pipes_of(client: Any) -> LoopPipes:
+    pipes = _pipes_of_clients.get(client)
+    if pipes is None:
+        pipes = _pipes_of_clients[client] = LoopPipes(client)
+    return pipes
+
+
+def _broken(pipe: LoopPipe | None) -> bool:
+    return pipe is not None and pipe.broken
