@@ -15,8 +15,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from kat_scheduler.queues import PriorityQueue, PushOutcome, connect
 from kat_scheduler.loop_pipe import LoopPipe
+from kat_scheduler.queues import PriorityQueue, PushOutcome, connect
 from kat_scheduler.store import StoreUnavailable
 from tests.factories.redis_fixtures import REDIS_URL, delete_prefixed
 from tests.factories.tasks import boefje_task, make_queue

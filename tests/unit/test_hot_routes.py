@@ -136,7 +136,8 @@ def test_each_request_is_answered_alike_with_and_without_the_hot_routes(
         assert answers[0] == answers[1], (method, path)
     hot, _ = both_ways
     assert hot.post("/schedulers/boefje/pop").status_code == 401  # the token check holds on the hot routes
-    assert hot.patch("/tasks/x", headers={"Authorization": "Bearer wrong"}, json={"status": "running"}).status_code == 401
+    wrong = {"Authorization": "Bearer wrong"}
+    assert hot.patch("/tasks/x", headers=wrong, json={"status": "running"}).status_code == 401
 
 
 def test_a_failure_of_ours_is_a_logged_500_and_the_next_request_is_served(
