@@ -93,7 +93,8 @@ class LuaLibrary:
         if isinstance(reply, redis.ResponseError):
             if not is_missing(reply):
                 raise reply
-            self.load()  # Redis lost its functions meanwhile
+            with self.store.guard():
+                self.load()  # Redis lost its functions meanwhile
             return self(keys, args)
         return reply
 
