@@ -1,4 +1,4 @@
-"""A connection to Redis on the API's event loop, for the Lua calls of push and pop.
+"""A connection to Redis on the API's event loop, for the calls of push, pop and a task's PATCH.
 
 A call made on the event loop with the ordinary client holds the loop for a whole round trip, and the
 requests of other runners wait behind it. Here a coroutine's call is written out at the end of the
@@ -8,7 +8,8 @@ arrives. So Redis runs the calls of one batch while the loop prepares the next.
 
 Only for what it can reproduce exactly: one Redis server over TCP or a Unix socket, with the client's
 database, user, password, name, encoding and timeouts, RESP2. For every other client (TLS, Sentinel,
-Cluster, fakeredis) `LoopPipe.open_for` answers None and the caller calls through the client as before.
+Cluster, fakeredis) `LoopPipe.open_for` answers None, and `LoopPipes.call` makes the call through the
+client as before; so it does for a call whose reply was lost with the connection.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import asyncio
 import logging
 import weakref
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import hiredis
@@ -189,6 +190,21 @@ class LoopPipes:
         if pipe is not None:
             self._last = (loop, pipe)
         return pipe
+
+    async def call(self, command: Command, through_client: Callable[[], Any]) -> Any:
+        """The reply to `command` on this loop's pipe, raising an error reply as the client would; without
+        a pipe, or when the reply was lost with the connection, `through_client()` (the same call made
+        through the client, whose retries reconnect: a call may then run twice, as with those retries)."""
+        pipe = await self.get()
+        if pipe is None:
+            return through_client()
+        try:
+            reply = await pipe.call(command)
+        except redis.ConnectionError:
+            return through_client()
+        if isinstance(reply, redis.ResponseError):
+            raise reply
+        return reply
 
 
 _pipes_of_clients: weakref.WeakKeyDictionary[Any, LoopPipes] = weakref.WeakKeyDictionary()

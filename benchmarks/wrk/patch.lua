@@ -3,15 +3,9 @@
 local ids = {}
 for line in io.lines(os.getenv("WRK_IDS")) do ids[#ids + 1] = line end
 local counter = 0
-local threads = 0
-
-function setup(thread)
-    thread:set("thread_id", threads)
-    threads = threads + 1
-end
 
 function request()
     counter = counter + 1
-    local id = ids[((counter * 2 + thread_id) % #ids) + 1]
+    local id = ids[(counter % #ids) + 1]
     return wrk.format("PATCH", "/tasks/" .. id, {["Content-Type"] = "application/json"}, '{"status":"running"}')
 end

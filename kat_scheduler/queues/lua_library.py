@@ -79,24 +79,18 @@ class LuaLibrary:
 
     async def call_batched(self, keys: Sequence[str], args: Sequence[Arg]) -> Any:
         """The call, from a coroutine: sent with the other calls of this turn of the event loop on a
-        connection of the loop's (LoopPipe), so that the loop serves other requests meanwhile. For a
+        connection of the loop's (loop_pipe.py), so that the loop serves other requests meanwhile. For a
         client a pipe cannot stand in for (TLS, Sentinel, Cluster, fakeredis), made at once, as __call__."""
-        pipe = await self._pipes.get()
-        if pipe is None:
-            return self(keys, args)
         with self.store.guard():
             self.ensure_loaded()
         try:
-            reply = await pipe.call(self._command(keys, args))
-        except CONNECTION_ERRORS:  # the reply was lost with the connection: through the client, which
-            return self(keys, args)  # reconnects with its retries (a call may then run twice, as there)
-        if isinstance(reply, redis.ResponseError):
-            if not is_missing(reply):
-                raise reply
+            return await self._pipes.call(self._command(keys, args), lambda: self(keys, args))
+        except redis.ResponseError as error:
+            if not is_missing(error):
+                raise
             with self.store.guard():
                 self.load()  # Redis lost its functions meanwhile
             return self(keys, args)
-        return reply
 
     def _call_many(self, keys: Sequence[str], arg_lists: Iterable[Sequence[Arg]]) -> list[Any]:
         """Call once per argument list, on one connection of the client's pool: each call is sent as soon

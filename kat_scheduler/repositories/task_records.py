@@ -200,15 +200,8 @@ class TaskRepository:
 
     async def get_batched(self, task_id: str) -> TaskRecord | None:
         """get, from a coroutine: on the event loop's connection (loop_pipe.py) when the client has one."""
-        pipe = await pipes_of(self.client.raw).get()
-        try:
-            stored = await pipe.call(("GET", self.record_key(task_id))) if pipe is not None else None
-        except redis.ConnectionError:  # lost with the connection: asked again through the client
-            pipe = None
-        if pipe is None:
-            return self.get(task_id)
-        if isinstance(stored, redis.ResponseError):
-            raise stored
+        key = self.record_key(task_id)
+        stored = await pipes_of(self.client.raw).call(("GET", key), lambda: self.client.get(key))
         return TaskRecord.parse(self.kind, task_id, stored) if stored else None
 
     def exists(self, task_id: str) -> bool:

@@ -29,8 +29,8 @@ DESCRIPTION = "OpenKAT's scheduler API (kat-contracts.md §7): queues, tasks, sc
 
 
 class SchedulerApi(FastAPI):
-    """FastAPI, with push and pop served by the hot routes first (hot_routes.py) behind the same token
-    check and body size limit."""
+    """FastAPI, with push, pop and a task's PATCH served by the hot routes first (hot_routes.py), behind the
+    same token check and body size limit."""
 
     hot_stack: ASGIApp
 
