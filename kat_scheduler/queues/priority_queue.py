@@ -31,7 +31,10 @@ from kat_scheduler.store import StoreClient
 QUEUE_LUA = Path(__file__).parent / "queue.lua"
 MEMBER_SEQ_LENGTH = 16  # hex digits before the task id in a sorted-set member
 PUSH_CHUNK = 500  # items per script call in a batch push: keeps each call short for other clients
-CLAIM_CHUNK = 100  # tasks per script call in a claim: one call of a filtered claim of 1,000 holds Redis ~5 ms
+# Tasks asked for per script call in a claim, so that other clients get Redis in between. queue.lua takes
+# a filtered claim with no limits, siblings or weights in play in bulk (1,000 hold Redis a few ms) and
+# any other at most 100 a call (ONE_BY_ONE; its reply says when there may be more).
+CLAIM_CHUNK = 1000
 
 Payload = TaskPayload
 Result = TypeVar("Result")
@@ -111,6 +114,14 @@ class DeadLetter:
 class ReapResult:
     requeued: list[str]
     dead_lettered: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """What one claim call took, and whether it stopped at its bound with more perhaps left to take."""
+
+    records: list[TaskRecord]
+    more: bool
 
 
 class PriorityQueue:
@@ -288,8 +299,8 @@ class PriorityQueue:
         while len(claimed) < count:  # CLAIM_CHUNK at a time: other clients get Redis in between
             wanted = min(CLAIM_CHUNK, count - len(claimed))
             taken = self._claimed((yield ["claim", wanted, lease_ms, *(plugin_ids or ())]))
-            claimed += taken
-            if sum(1 for record in taken if record.sibling_of is None) < wanted:
+            claimed += taken.records
+            if not taken.more and sum(1 for record in taken.records if record.sibling_of is None) < wanted:
                 break  # nothing more to take
         return claimed
 
@@ -298,21 +309,22 @@ class PriorityQueue:
         each leased and held in a slot until it is acked, released or reaped (docs/dispatch.md)."""
         if count <= 0 or slots <= 0:
             return []
-        return self._claimed(self._call("dispatch", count, self.lease_ms, slots))
+        return self._claimed(self._call("dispatch", count, self.lease_ms, slots)).records
 
-    def _claimed(self, reply: list[str]) -> list[TaskRecord]:
-        """A claim's reply: (id, record) pairs, and when a rate limit held tasks back, last the moment it
-        opens again (kept in `limit_opens_at_ms` for the dispatcher's wait)."""
-        self.limit_opens_at_ms = int(reply[-1]) if len(reply) % 2 else None
+    def _claimed(self, reply: list[str]) -> Claimed:
+        """A claim's reply: its tail, "<more>:<opens>", then (id, record) pairs. When a rate limit held
+        tasks back, the moment it opens again is kept in `limit_opens_at_ms` for the dispatcher's wait."""
+        more, _, opens = reply[0].partition(":")
+        self.limit_opens_at_ms = int(opens) if opens else None
         records: list[TaskRecord] = []
         leader: str | None = None
-        for n in range(0, len(reply) - 1, 2):
+        for n in range(1, len(reply), 2):
             if reply[n].startswith("+"):  # claimed with the task before it (queue.lua's take_siblings)
                 records.append(replace(TaskRecord.parse(self.kind, reply[n][1:], reply[n + 1]), sibling_of=leader))
             else:
                 leader = reply[n]
                 records.append(TaskRecord.parse(self.kind, leader, reply[n + 1]))
-        return records
+        return Claimed(records, more == "1")
 
     # -- siblings: one run for the same work in several organisations ---------------------------
 

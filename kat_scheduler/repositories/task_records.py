@@ -282,21 +282,34 @@ class TaskRepository:
         newest = self.newest_created(self.organisations(), "-inf", "+inf", 1)
         return newest[0].created_ms if newest else None
 
-    # -- the hourly counters of statuses (queue.lua's P:hour:<ms>) --------------------------------
+    # -- the hourly counters of statuses (queue.lua's P:hour:<ms>:<org>) --------------------------
 
-    def hourly_counts(self, hours: Sequence[int]) -> list[dict[tuple[str, str], int]]:
+    def hourly_counts(self, hours: Sequence[int], organisation: str | None = None) -> list[dict[tuple[str, str], int]]:
         """For each hour (its first ms): (status, organisation) -> tasks last changed then that have
-        that status now."""
+        that status now; of one organisation, or of all. (Counters written before they were kept per
+        organisation, one hash per hour of "<status>:<org>" fields, are read too until they expire.)"""
         pipe = self.client.pipeline(transaction=False)
         for hour in hours:
             pipe.hgetall(f"{self.base}:hour:{hour}")
+            if organisation is None:
+                pipe.smembers(f"{self.base}:hour_orgs:{hour}")
+        replies = iter(pipe.execute())
         result: list[dict[tuple[str, str], int]] = []
-        for counters in pipe.execute():
+        wanted: list[tuple[int, str]] = []
+        for _ in hours:
             counts: dict[tuple[str, str], int] = {}
-            for field, value in counters.items():
-                status, _, organisation = field.partition(":")
-                counts[status, organisation] = int(value)
+            for field, value in next(replies).items():
+                status, _, org = field.partition(":")
+                if organisation is None or org == organisation:
+                    counts[status, org] = int(value)
             result.append(counts)
+            orgs = next(replies) if organisation is None else [organisation]
+            wanted += [(len(result) - 1, org) for org in sorted(orgs)]
+        for at, org in wanted:
+            pipe.hgetall(f"{self.base}:hour:{hours[at]}:{org}")
+        for (at, org), counters in zip(wanted, pipe.execute(), strict=True):
+            for status, value in counters.items():
+                result[at][status, org] = result[at].get((status, org), 0) + int(value)
         return result
 
     def last_run_ms(self, identity_hash: str) -> int | None:

@@ -204,10 +204,10 @@ def stats(context: AppContext, kinds: Sequence[str], organisation: str | None) -
     hours = list(range(_hour_of(now_ms), _hour_of(now_ms - 24 * HOUR_MS) - 1, -HOUR_MS))
     counters = [Counter[str]() for _ in hours]
     for kind in kinds:
-        for counter, counts in zip(counters, context.queues[kind].records.hourly_counts(hours), strict=True):
-            for (status, org), number in counts.items():
-                if organisation is None or org == organisation:
-                    counter[status] += number
+        hourly = context.queues[kind].records.hourly_counts(hours, organisation)
+        for counter, counts in zip(counters, hourly, strict=True):
+            for (status, _), number in counts.items():
+                counter[status] += number
     answer: dict[str, dict[str, int]] = {}
     for hour, counter in zip(hours, counters, strict=True):
         by_status = {key: max(0, counter[key]) for key in STAT_KEYS}

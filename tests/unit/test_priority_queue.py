@@ -584,6 +584,77 @@ def test_a_large_claim_is_taken_in_short_script_calls_in_serving_order(
     assert calls == [4, 4, 4]  # the third call came back short: nothing more to take
 
 
+def test_a_claim_taken_one_by_one_stops_at_its_bound_and_goes_on(
+        client: redis.Redis, key_prefix: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With weights in play a claim is taken a task at a time, at most 100 a script call; the reply says
+    when it stopped there, and the claim goes on with another call."""
+    queue = make_queue(client, key_prefix, clock_ms=clock)
+    queue.set_weights({"org0": 1})
+    for n in range(230):
+        queue.push(boefje_task(org=f"org{n % 3}", boefje="nmap", ooi=f"Hostname|internet|h{n}.example"), n)
+    calls: list[int] = []
+    call = queue._call
+
+    def counting(operation: str, *args: Any) -> Any:
+        if operation == "claim":
+            calls.append(int(args[0]))
+        return call(operation, *args)
+
+    monkeypatch.setattr(queue, "_call", counting)
+    assert len({r.id for r in queue.claim(230, plugin_ids=["nmap"])}) == 230
+    assert calls == [230, 130, 30]
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_a_filtered_claim_in_bulk_takes_what_a_claim_one_by_one_takes(
+        client: redis.Redis, key_prefix: str, clock: FakeClock, seed: int) -> None:
+    """With no limits, siblings or weights in play a filtered claim is taken in bulk; a weight of 1 (which
+    changes no turn) sends the same claims one task at a time. Both take the same tasks in the same order,
+    write the same records and leave the same queue behind, manual tasks and several plugins included."""
+    rng = random.Random(seed)
+    bulk, one_by_one = (make_queue(client, f"{key_prefix}-{name}", clock_ms=clock) for name in ("bulk", "single"))
+    one_by_one.set_weights({"org0": 1})
+    plugins = ["nmap", "dns", "shodan"]
+    for n in range(rng.randint(30, 150)):
+        task = boefje_task(org=f"org{rng.randrange(7)}", boefje=rng.choice(plugins),
+                           ooi=f"Hostname|internet|h{n}.example")
+        score = rng.randint(-5, 60)  # below 0: a manual run
+        assert bulk.push(task, score).accepted and one_by_one.push(task, score).accepted
+        clock.advance(rng.choice([0, 0, 1]))
+    for _ in range(6):
+        wanted, limit = rng.sample(plugins, rng.randint(1, 2)), rng.randint(1, 40)
+        taken, expected = bulk.claim(limit, plugin_ids=wanted), one_by_one.claim(limit, plugin_ids=wanted)
+        assert [(r.id, r.status, r.attempts, r.modified_ms, r.history_text) for r in taken] == \
+            [(r.id, r.status, r.attempts, r.modified_ms, r.history_text) for r in expected]
+        assert all(r.plugin_id in wanted for r in taken)
+        clock.advance(1)
+    assert bulk.counts() == one_by_one.counts() and bulk.size() == one_by_one.size()
+    assert bulk.oldest_pushed_ms_by_organisation() == one_by_one.oldest_pushed_ms_by_organisation()
+    hours = [clock.now_ms - clock.now_ms % 3_600_000]
+    assert bulk.records.hourly_counts(hours) == one_by_one.records.hourly_counts(hours)
+    clock.advance(bulk.lease_ms / 1000 - 1)  # the leases of the last claim end now
+    requeued = bulk.reap().requeued
+    assert requeued and requeued == one_by_one.reap().requeued
+    assert [r.id for r in bulk.claim(1000)] == [r.id for r in one_by_one.claim(1000)]  # the order left behind
+
+
+def test_hourly_counters_are_kept_per_organisation_and_read_with_those_of_the_earlier_layout(
+        client: redis.Redis, queue: PriorityQueue, clock: FakeClock) -> None:
+    """The counters behind /tasks/stats live in one small hash per hour and organisation. A queue written
+    before that kept one hash per hour of "<status>:<org>" fields: those are read as well until they expire."""
+    hour = clock.now_ms - clock.now_ms % 3_600_000
+    client.hset(f"{queue.base}:hour:{hour}", mapping={"completed:org1": "2", "failed:org3": "1"})  # the earlier layout
+    queue.push(boefje_task(org="org1"), 1)
+    queue.push(boefje_task(org="org2"), 1)
+    queue.claim(1)
+    assert queue.records.hourly_counts([hour]) == [
+        {("completed", "org1"): 2, ("failed", "org3"): 1, ("queued", "org1"): 0, ("dispatched", "org1"): 1,
+         ("queued", "org2"): 1}]
+    assert queue.records.hourly_counts([hour], "org1") == [
+        {("completed", "org1"): 2, ("queued", "org1"): 0, ("dispatched", "org1"): 1}]
+    assert queue.records.hourly_counts([hour - 3_600_000]) == [{}]
+
+
 def test_the_oldest_wait_is_the_longest_waiter_wherever_it_stands_in_the_queue(
         queue: PriorityQueue, clock: FakeClock) -> None:
     """A rescan's score carries up to an hour of delay, so first scans pushed half an hour later still sort
