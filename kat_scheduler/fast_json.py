@@ -1,8 +1,9 @@
-"""Compact JSON of plain data, with orjson: several times as fast as the standard library's encoder on a
-task, which the API writes once or twice for every push and pop.
+"""Compact JSON of plain data, with orjson: several times as fast as the standard library on a task,
+which the API writes once or twice for every push and pop, and a claim reads for every task it takes.
 
-orjson refuses what the standard library writes (an integer beyond 64 bits, which a client may put in a
-task's data); such a document is written by the standard library instead, to the same JSON."""
+orjson refuses some of what the standard library takes (an integer beyond 64 bits, which a client may put
+in a task's data; NaN): such a document is written or read by the standard library instead, to the same
+data."""
 
 from __future__ import annotations
 
@@ -17,3 +18,10 @@ def dumps(document: Any) -> bytes:
         return orjson.dumps(document)
     except TypeError:
         return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def loads(text: str) -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
