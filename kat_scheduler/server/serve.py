@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 from typing import Any
 
@@ -18,10 +19,20 @@ def serve(host: str | None = None, port: int | None = None) -> int:
     configure_logging(settings, stream=LinesInBatches(sys.stderr))
     context = AppContext.create(settings)
     try:
-        run_app(create_app(context), settings, host, port)
+        app = create_app(context)
+        freeze_what_start_up_made()
+        run_app(app, settings, host, port)
     finally:
         context.close()
     return 0
+
+
+def freeze_what_start_up_made() -> None:
+    """What start-up made (modules, models, the app) lives as long as the process: gc.freeze() takes it out
+    of the collector's sight, so that a full collection, which walked all of it (about 8 ms here, in the
+    middle of some request), walks only what was made since."""
+    gc.collect()
+    gc.freeze()
 
 
 def run_app(app: Any, settings: Settings, host: str | None = None, port: int | None = None) -> None:
