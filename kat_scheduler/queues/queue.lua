@@ -561,15 +561,16 @@ end
 -- The first organisation of `orgs` was served and is now at `turn` in serving order (nil: it left it):
 -- move it there in `orgs` too (or drop it).
 local function served(orgs, turn)
-    local org = first_org(orgs)
+    local entry = orgs[orgs.first]
     drop_first_org(orgs)
     if not turn then return end
+    entry[2] = turn
     local at = orgs.last + 1
     while at > orgs.first and orgs[at - 1][2] > turn do
         orgs[at] = orgs[at - 1]
         at = at - 1
     end
-    orgs[at] = {org, turn}
+    orgs[at] = entry
     orgs.last = orgs.last + 1
 end
 
@@ -763,11 +764,18 @@ local function bulk_best(state, filter)
 end
 
 -- The organisation's band once its taken tasks are gone (place_org's), nil when its queue is empty then.
+-- (Kept while its head stays: most claims take tasks from behind it.)
 local function bulk_band(state)
+    local member = state.head_member
+    if member and not state.taken[member] then return state.band end
     while true do
-        local member, rank = page_item(state.queue, state.head)
+        local rank
+        member, rank = page_item(state.queue, state.head)
         if not member then return nil end
-        if not state.taken[member] then return rank < 0 and 0 or 1 end
+        if not state.taken[member] then
+            state.head_member, state.band = member, rank < 0 and 0 or 1
+            return state.band
+        end
         state.head = state.head + 1
     end
 end
