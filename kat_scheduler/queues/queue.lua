@@ -789,7 +789,7 @@ local function bulk_dequeue(states, places, turn)
             for plugin, index in pairs(state.plugins) do
                 if #index.members > 0 then
                     call_in_slices("ZREM", plugin_key(org, plugin), index.members)
-                    if redis.call("EXISTS", plugin_key(org, plugin)) == 0 then
+                    if index.pages.done and #index.members == index.pages.read then -- it took them all
                         redis.call("SREM", plugin_orgs_key(plugin), org)
                         redis.call("SREM", org_plugins_key(org), plugin)
                     end

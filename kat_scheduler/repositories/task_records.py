@@ -28,7 +28,7 @@ SEP = "\x1f"
 # The record's fields in stored order; keep in step with the field numbers in queue.lua.
 RECORD_FIELDS = ("status", "prio", "seq", "attempts", "created", "modified", "org", "hash", "ooi",
                  "plugin", "schedule", "reason", "expired", "history", "data")
-STATUS_FIELD, ORG_FIELD = RECORD_FIELDS.index("status"), RECORD_FIELDS.index("org")
+STATUS_FIELD, ORG_FIELD, HISTORY_FIELD = (RECORD_FIELDS.index(name) for name in ("status", "org", "history"))
 
 HOUR_MS = 3_600_000
 STATUS_OF = {status.value: status for status in TaskStatus}  # a dict lookup costs a tenth of TaskStatus(value)
@@ -64,10 +64,15 @@ class StoredFields(NamedTuple):
 
     @classmethod
     def split(cls, stored: str) -> StoredFields:
-        parts = stored.split(SEP, len(RECORD_FIELDS) - 1)
-        if len(parts) == len(RECORD_FIELDS) - 1:  # written before the history field existed
-            parts.insert(RECORD_FIELDS.index("history"), "")
-        return cls._make(parts)
+        return cls._make(stored_parts(stored))
+
+
+def stored_parts(stored: str) -> list[str]:
+    """A record's fields in RECORD_FIELDS order (StoredFields without the names)."""
+    parts = stored.split(SEP, len(RECORD_FIELDS) - 1)
+    if len(parts) == len(RECORD_FIELDS) - 1:  # written before the history field existed
+        parts.insert(HISTORY_FIELD, "")
+    return parts
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,15 +127,17 @@ class TaskRecord:
     @classmethod
     def parse(cls, kind: str, task_id: str, stored: str) -> TaskRecord:
         """Build from the stored string."""
-        return cls.from_fields(kind, task_id, StoredFields.split(stored))
+        return cls.from_fields(kind, task_id, stored_parts(stored))
 
     @classmethod
-    def from_fields(cls, kind: str, task_id: str, fields: StoredFields) -> TaskRecord:
-        # Positional, in the order of the fields above: a claim builds one for every task it takes.
-        return cls(task_id, kind, fields.org, fields.hash, STATUS_OF[fields.status], int(fields.prio),
-                   int(fields.attempts), {"id": task_id, **fast_json.loads(fields.data)}, fields.ooi, fields.plugin,
-                   fields.schedule or None, int(fields.created), int(fields.modified), fields.reason,
-                   int(fields.expired), fields.history)
+    def from_fields(cls, kind: str, task_id: str, fields: Sequence[str]) -> TaskRecord:
+        """From the stored fields (StoredFields, or stored_parts' list). Positional, in the order of the
+        fields above: a claim builds one for every task it takes."""
+        status, prio, _, attempts, created, modified, org, hash_, ooi, plugin, schedule, reason, expired, history, \
+            data = fields
+        return cls(task_id, kind, org, hash_, STATUS_OF[status], int(prio), int(attempts),
+                   {"id": task_id, **fast_json.loads(data)}, ooi, plugin, schedule or None, int(created),
+                   int(modified), reason, int(expired), history)
 
     def history(self) -> list[StatusChange]:
         return StatusChange.parse_all(self.created_ms, self.history_text)
