@@ -561,6 +561,20 @@ def test_the_lua_field_numbers_and_the_python_record_codec_agree() -> None:
     assert StoredFields.split(stored).plugin == "value-of-plugin"
 
 
+def claim_calls(queue: PriorityQueue, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The number of tasks each of the queue's claim script calls from now on asks for."""
+    calls: list[int] = []
+    call = queue._call
+
+    def counting(operation: str, *args: Any) -> Any:
+        if operation == "claim":
+            calls.append(int(args[0]))
+        return call(operation, *args)
+
+    monkeypatch.setattr(queue, "_call", counting)
+    return calls
+
+
 def test_a_large_claim_is_taken_in_short_script_calls_in_serving_order(
         client: redis.Redis, key_prefix: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
     whole, chunked = (make_queue(client, f"{key_prefix}-{name}", clock_ms=clock) for name in ("whole", "chunked"))
@@ -569,16 +583,8 @@ def test_a_large_claim_is_taken_in_short_script_calls_in_serving_order(
         for queue in (whole, chunked):
             queue.push(boefje_task(org=f"org{n % 3}", boefje="nmap" if n % 2 else "dns", ooi=ooi), n)
     in_one_call = [(r.organisation, r.ooi) for r in whole.claim(100, plugin_ids=["nmap"])]
-    calls: list[int] = []
-    call = chunked._call
-
-    def counting(operation: str, *args: Any) -> Any:
-        if operation == "claim":
-            calls.append(int(args[0]))
-        return call(operation, *args)
-
     monkeypatch.setattr("kat_scheduler.queues.priority_queue.CLAIM_CHUNK", 4)
-    monkeypatch.setattr(chunked, "_call", counting)
+    calls = claim_calls(chunked, monkeypatch)
     in_chunks = [(r.organisation, r.ooi) for r in chunked.claim(100, plugin_ids=["nmap"])]
     assert in_chunks == in_one_call and len(in_chunks) == 11
     assert calls == [4, 4, 4]  # the third call came back short: nothing more to take
@@ -592,15 +598,7 @@ def test_a_claim_taken_one_by_one_stops_at_its_bound_and_goes_on(
     queue.set_weights({"org0": 1})
     for n in range(230):
         queue.push(boefje_task(org=f"org{n % 3}", boefje="nmap", ooi=f"Hostname|internet|h{n}.example"), n)
-    calls: list[int] = []
-    call = queue._call
-
-    def counting(operation: str, *args: Any) -> Any:
-        if operation == "claim":
-            calls.append(int(args[0]))
-        return call(operation, *args)
-
-    monkeypatch.setattr(queue, "_call", counting)
+    calls = claim_calls(queue, monkeypatch)
     assert len({r.id for r in queue.claim(230, plugin_ids=["nmap"])}) == 230
     assert calls == [230, 130, 30]
 
