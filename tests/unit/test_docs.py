@@ -11,6 +11,7 @@ import pytest
 
 from kat_scheduler.cli import build_parser
 from kat_scheduler.config.settings import env_names
+from kat_scheduler.queues.priority_queue import CLAIM_CHUNK, QUEUE_LUA
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"]
@@ -37,3 +38,11 @@ def test_every_page_a_page_names_is_there(page: Path) -> None:
     named = set(re.findall(r"\bdocs/([a-z_-]+\.(?:md|json))", page.read_text()))
     missing = {name for name in named if not (ROOT / "docs" / name).exists()}
     assert not missing, f"{page.name} names pages that are not there: {sorted(missing)}"
+
+
+def test_the_claim_bounds_docs_queue_gives_are_the_code_s() -> None:
+    """docs/queue.md: a claim in bulk takes up to CLAIM_CHUNK tasks a call, any other at most ONE_BY_ONE."""
+    text = " ".join((ROOT / "docs" / "queue.md").read_text().split())
+    one_by_one = int(re.search(r"local ONE_BY_ONE = (\d+)", QUEUE_LUA.read_text()).group(1))  # type: ignore[union-attr]
+    assert f"up to `CLAIM_CHUNK` ({CLAIM_CHUNK:,}) in one script call" in text
+    assert f"any other claim takes at most {one_by_one} a call" in text
