@@ -850,22 +850,20 @@ local function bulk_lease(chosen, chosen_orgs, lease)
     local raws = call_in_slices("MGET", nil, keys)
     local tally, count = new_tally()
     local shared = {count = count, hour = hour_of(now), attempts = {}, entry = ARGV[2] .. ",dispatched,pulled"}
-    local claimed, written, leases, deadline = {"0:"}, {}, {}, int(now + lease)
+    local claimed, written, leases, deadline, leased = {"0:"}, {}, {}, int(now + lease), 0
     for n, raw in ipairs(raws) do
         if raw then
             local record = claimed_record(raw, chosen_orgs[n], shared)
-            written[#written + 1] = keys[n]
-            written[#written + 1] = record
-            leases[#leases + 1] = deadline
-            leases[#leases + 1] = ids[n]
-            claimed[#claimed + 1] = ids[n]
-            claimed[#claimed + 1] = record
+            written[2 * leased + 1], written[2 * leased + 2] = keys[n], record
+            leases[2 * leased + 1], leases[2 * leased + 2] = deadline, ids[n]
+            claimed[2 * leased + 2], claimed[2 * leased + 3] = ids[n], record
+            leased = leased + 1
         end
     end
     call_in_slices("MSET", nil, written)
     count_tally(tally)
     zadd_all(P .. ":leases", leases)
-    if #leases > 0 then redis.call("HINCRBY", P .. ":stats", "claimed", int(#leases / 2)) end
+    if leased > 0 then redis.call("HINCRBY", P .. ":stats", "claimed", int(leased)) end
     return claimed
 end
 
@@ -874,8 +872,8 @@ local function take_in_bulk(wanted, lease, filter)
     local page = math.ceil(wanted / math.max(orgs.last, 1)) + 1 -- about what each organisation gives
     local states, places, chosen, chosen_orgs = {}, {}, {}, {}
     local turn = tonumber(redis.call("GET", P .. ":turn") or "0")
-    local first_turn = turn
-    while #chosen < wanted and first_org(orgs) do
+    local first_turn, taken = turn, 0
+    while taken < wanted and first_org(orgs) do
         local org = first_org(orgs)
         local state = states[org]
         if not state then
@@ -886,8 +884,8 @@ local function take_in_bulk(wanted, lease, filter)
         if not member then
             drop_first_org(orgs) -- none of its tasks are of these plugins any more
         else
-            chosen[#chosen + 1] = member
-            chosen_orgs[#chosen] = org
+            taken = taken + 1
+            chosen[taken], chosen_orgs[taken] = member, org
             local band, place = bulk_band(state), false
             if band then
                 turn = turn + 1
