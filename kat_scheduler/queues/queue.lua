@@ -724,7 +724,8 @@ local function page_item(pages, n)
         local first, last = int(pages.read), int(pages.read + pages.size - 1)
         local got = pages.scored and redis.call("ZRANGE", pages.key, first, last, "WITHSCORES") or
             redis.call("ZRANGE", pages.key, first, last)
-        for _, item in ipairs(got) do pages.items[#pages.items + 1] = item end
+        local items, at = pages.items, #pages.items
+        for n = 1, #got do items[at + n] = got[n] end
         pages.read = pages.read + #got / width
         pages.done = #got / width < pages.size
         pages.size = pages.size * 2
@@ -748,8 +749,8 @@ end
 -- best_of_plugins: the lowest rank, then the lowest member), marked taken; nil when none is left.
 local function bulk_best(state, filter)
     local best, best_member, best_rank = nil, nil, nil
-    for _, plugin in ipairs(filter) do
-        local index = state.plugins[plugin]
+    for n = 1, #filter do -- (numeric loops: ipairs is a C call per step, on every task)
+        local index = state.plugins[filter[n]]
         local member, rank = page_item(index.pages, index.next)
         if member and (not best or rank < best_rank or (rank == best_rank and member < best_member)) then
             best, best_member, best_rank = index, member, rank
@@ -843,15 +844,16 @@ end
 -- Write the records a bulk claim took, their hourly counters and leases. Replies as claim.
 local function bulk_lease(chosen, chosen_orgs, lease)
     local keys, ids = {}, {}
-    for n, member in ipairs(chosen) do
-        ids[n] = id_of(member)
+    for n = 1, #chosen do
+        ids[n] = id_of(chosen[n])
         keys[n] = record_key(ids[n])
     end
     local raws = call_in_slices("MGET", nil, keys)
     local tally, count = new_tally()
     local shared = {count = count, hour = hour_of(now), attempts = {}, entry = ARGV[2] .. ",dispatched,pulled"}
     local claimed, written, leases, deadline, leased = {"0:"}, {}, {}, int(now + lease), 0
-    for n, raw in ipairs(raws) do
+    for n = 1, #raws do
+        local raw = raws[n]
         if raw then
             local record = claimed_record(raw, chosen_orgs[n], shared)
             written[2 * leased + 1], written[2 * leased + 2] = keys[n], record
