@@ -725,7 +725,7 @@ local function page_item(pages, n)
         local got = pages.scored and redis.call("ZRANGE", pages.key, first, last, "WITHSCORES") or
             redis.call("ZRANGE", pages.key, first, last)
         local items, at = pages.items, #pages.items
-        for n = 1, #got do items[at + n] = got[n] end
+        for i = 1, #got do items[at + i] = got[i] end
         pages.read = pages.read + #got / width
         pages.done = #got / width < pages.size
         pages.size = pages.size * 2
@@ -739,7 +739,7 @@ end
 -- taken), each filtered plugin's index, and what it took.
 local function bulk_org(org, filter, page)
     local state = {queue = new_pages(org_key(org), 2, true), head = 1, taken = {}, members = {}, plugins = {}}
-    for _, plugin in ipairs(filter) do -- the ranks of one plugin's tasks are not compared with others'
+    for _, plugin in ipairs(filter) do -- scores only when tasks of several plugins are compared
         state.plugins[plugin] = {pages = new_pages(plugin_key(org, plugin), page, #filter > 1), next = 1, members = {}}
     end
     return state
@@ -815,7 +815,7 @@ end
 
 -- A claimed record, rewritten as change_status would (status, attempts, modified, history), its hourly
 -- counts tallied. Made in one concatenation, with what every record of the call shares made once
--- (`shared`): each string a script makes costs as much again in the collector.
+-- (`shared`): each string a script makes is hashed, stored and later collected.
 local function claimed_record(raw, org, shared)
     local prio_seq, attempts, created, modified, org_to_expired, history, data = string.match(raw, CLAIMED_RECORD)
     if not prio_seq then -- a record written before HISTORY existed
