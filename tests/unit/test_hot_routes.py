@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -15,6 +16,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from starlette.types import Receive, Scope, Send
 
+from kat_scheduler import fast_json
 from kat_scheduler.context.context import AppContext
 from kat_scheduler.server import create_app
 from kat_scheduler.server.config import ApiSettings
@@ -162,3 +164,12 @@ def test_answers_are_the_json_the_standard_library_reads_back_also_beyond_64_bit
     document = {"name": "café ☕", "control": "\x01", "big": 2**70, "list": [1, 2.5, None, True]}
     assert json.loads(json_bytes(document)) == document
     assert json.loads(json_bytes({"small": 2**63 - 1})) == {"small": 2**63 - 1}
+
+
+def test_stored_payloads_read_back_exactly_also_beyond_64_bit_integers() -> None:
+    """A claim reads each task's payload with fast_json.loads: what the standard library wrote comes back the
+    same, integers beyond 64 bits (which orjson would read as floats) and NaN included."""
+    document = {"big": 2**70, "low": -(2**64), "edge": 2**63 - 1, "text": "1234567890123456789012", "x": 1.5}
+    read = fast_json.loads(json.dumps(document))
+    assert read == document and type(read["big"]) is int and type(read["low"]) is int
+    assert math.isnan(fast_json.loads('{"n": NaN}')["n"])

@@ -636,6 +636,15 @@ def test_a_filtered_claim_in_bulk_takes_what_a_claim_one_by_one_takes(
     assert [r.id for r in bulk.claim(1000)] == [r.id for r in one_by_one.claim(1000)]  # the order left behind
 
 
+def test_a_client_s_own_fields_come_back_exactly_from_a_claim_also_integers_beyond_64_bits(
+        queue: PriorityQueue) -> None:
+    task = boefje_task(org="org1", boefje="nmap")
+    given = {**task.model_dump(mode="json", exclude_none=True), "big": 2**70, "small": 7, "ratio": 0.5}
+    queue.push(task, 1, data=given)
+    [claimed] = queue.claim(1, plugin_ids=["nmap"])
+    assert claimed.data == given and type(claimed.data["big"]) is int
+
+
 def test_hourly_counters_are_kept_per_organisation_and_read_with_those_of_the_earlier_layout(
         client: redis.Redis, queue: PriorityQueue, clock: FakeClock) -> None:
     """The counters behind /tasks/stats live in one small hash per hour and organisation. A queue written
