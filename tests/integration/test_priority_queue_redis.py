@@ -20,8 +20,10 @@ from tests.unit.test_priority_queue import *  # noqa: F403  (the same tests, on 
 CONTEXT = multiprocessing.get_context("spawn")
 
 
-def _claim_until_empty(prefix: str) -> list[str]:
+def _claim_until_empty(prefix: str, start: multiprocessing.synchronize.Barrier) -> list[str]:
     queue = PriorityQueue(connect(REDIS_URL), "boefje", prefix=prefix)
+    queue.client.ping()
+    start.wait(timeout=60)
     ids: list[str] = []
     while batch := queue.claim(7):
         ids += [record.id for record in batch]
@@ -43,8 +45,11 @@ def test_eight_processes_claiming_get_each_item_exactly_once(client: redis.Redis
     queue = make_queue(client, key_prefix)
     tasks = [boefje_task(org=f"org{n % 13}") for n in range(10_000)]
     queue.push_many([(task, n % 17) for n, task in enumerate(tasks)])
+    manager = CONTEXT.Manager()
+    start = manager.Barrier(8)  # all eight connected before the first claim: none has it all done first
     with CONTEXT.Pool(8) as pool:
-        per_process = pool.map(_claim_until_empty, [key_prefix] * 8)
+        per_process = pool.starmap_async(_claim_until_empty, [(key_prefix, start)] * 8).get(timeout=120)
+    manager.shutdown()
     claimed = [task_id for ids in per_process for task_id in ids]
     assert len(claimed) == len(set(claimed)) == 10_000
     assert set(claimed) == {task.id for task in tasks}
