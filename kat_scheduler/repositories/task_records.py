@@ -281,30 +281,33 @@ class TaskRepository:
 
     def hourly_counts(self, hours: Sequence[int], organisation: str | None = None) -> list[dict[tuple[str, str], int]]:
         """For each hour (its first ms): (status, organisation) -> tasks last changed then that have
-        that status now; of one organisation, or of all. (Counters written before they were kept per
-        organisation, one hash per hour of "<status>:<org>" fields, are read too until they expire.)"""
-        pipe = self.client.pipeline(transaction=False)
-        for hour in hours:
-            pipe.hgetall(f"{self.base}:hour:{hour}")
-            if organisation is None:
+        that status now; of one organisation (one round trip), or of all (two: which organisations, then
+        their counters). Counters written before they were kept per organisation, one hash per hour of
+        "<status>:<org>" fields, are read too until they expire."""
+        if organisation is None:
+            pipe = self.client.pipeline(transaction=False)
+            for hour in hours:
                 pipe.smembers(f"{self.base}:hour_orgs:{hour}")
+            orgs_of_hours: list[list[str]] = [sorted(orgs) for orgs in pipe.execute()]
+        else:
+            orgs_of_hours = [[organisation] for _ in hours]
+        pipe = self.client.pipeline(transaction=False)
+        for hour, orgs in zip(hours, orgs_of_hours, strict=True):
+            pipe.hgetall(f"{self.base}:hour:{hour}")  # the earlier layout
+            for org in orgs:
+                pipe.hgetall(f"{self.base}:hour:{hour}:{org}")
         replies = iter(pipe.execute())
         result: list[dict[tuple[str, str], int]] = []
-        wanted: list[tuple[int, str]] = []
-        for _ in hours:
+        for orgs in orgs_of_hours:
             counts: dict[tuple[str, str], int] = {}
             for field, value in next(replies).items():
                 status, _, org = field.partition(":")
                 if organisation is None or org == organisation:
                     counts[status, org] = int(value)
+            for org in orgs:
+                for status, value in next(replies).items():
+                    counts[status, org] = counts.get((status, org), 0) + int(value)
             result.append(counts)
-            orgs = next(replies) if organisation is None else [organisation]
-            wanted += [(len(result) - 1, org) for org in sorted(orgs)]
-        for at, org in wanted:
-            pipe.hgetall(f"{self.base}:hour:{hours[at]}:{org}")
-        for (at, org), counters in zip(wanted, pipe.execute(), strict=True):
-            for status, value in counters.items():
-                result[at][status, org] = result[at].get((status, org), 0) + int(value)
         return result
 
     def last_run_ms(self, identity_hash: str) -> int | None:
