@@ -6,6 +6,7 @@ import gc
 import os
 import time
 import uuid
+from collections.abc import Callable, Iterator
 
 import redis
 
@@ -13,6 +14,7 @@ from benchmarks.harness import Figure, Stopwatch, report
 from kat_scheduler.models import BoefjeTask
 from kat_scheduler.queues import PriorityQueue, connect
 from kat_scheduler.queues.priority_queue import CLAIM_CHUNK
+from kat_scheduler.repositories.task_records import TaskRecord
 from kat_scheduler.server.serve import freeze_what_start_up_made
 
 REDIS_URL = os.environ.get("KAT_BENCH_REDIS_URL", "redis://localhost:6379/0")
@@ -77,46 +79,70 @@ def filtered_pop(client: redis.Redis, queue: PriorityQueue, raw_key: str, queued
                   p99_ms(ours), "ms", p99_ms(raw), "raw ZPOPMIN p99", lower_is_better=True))
 
 
-def filtered_pop_many(client: redis.Redis, prefix: str, ahead: int = 10_000, limit: int = 1_000,
-                      rounds: int = 20) -> None:
-    """A pull runner's `pop?limit=1000` for one plugin with `ahead` tasks of other plugins in front:
-    the cost of one claim call whatever its limit (the plugin index reads only matching tasks)."""
-    queue = PriorityQueue(client, "boefje", prefix=f"{prefix}-many")
-    raw_key = f"{prefix}-many:raw"
+def claims_behind_others(client: redis.Redis, prefix: str, rounds: int, ahead: int = 10_000, limit: int = 1_000,
+                         one_by_one: bool = False) -> Iterator[tuple[PriorityQueue, Callable[[], list[TaskRecord]]]]:
+    """The scene of filtered_pop_many and of benchmarks/claim_cost.py: `ahead` tasks of other plugins over
+    100 organisations, then each round `limit` tasks of one plugin pushed behind them. Yields the queue
+    and the round's claim of them all; `one_by_one`: a weight of 1 in play, which changes no turn but
+    makes queue.lua take the claim one task at a time."""
+    queue = PriorityQueue(client, "boefje", prefix=prefix)
     try:
         queue.push_many([(task, 1) for task in tasks(ahead, orgs=100)])
         queue.claim(1, plugin_ids=["shodan"])  # the first filtered claim completes the plugin index
-        freeze_what_start_up_made()  # as `kat-scheduler api` does once started
-        ours, raw, calls = [], [], []
-        call = queue._call
-
-        def timed_call(operation: str, *args: object) -> object:  # how long each script call holds Redis
-            started = time.perf_counter()
-            try:
-                return call(operation, *args)
-            finally:
-                if operation == "claim":
-                    calls.append(time.perf_counter() - started)
-
-        queue._call = timed_call  # type: ignore[method-assign]
+        if one_by_one:
+            queue.set_weights({"org0": 1})
         for round_number in range(rounds):
             queue.push_many([(BoefjeTask(boefje={"id": "shodan"}, organization=f"org{n % 100}",
                                          input_ooi=f"Hostname|internet|r{round_number}-{n}.example.com"), 10**12)
                              for n in range(limit)])
+            yield queue, lambda: queue.claim(limit, plugin_ids=["shodan"])
+    finally:
+        drop(client, prefix)
+
+
+def filtered_pop_many(client: redis.Redis, prefix: str, ahead: int = 10_000, limit: int = 1_000,
+                      rounds: int = 20) -> None:
+    """A pull runner's `pop?limit=1000` for one plugin with `ahead` tasks of other plugins in front:
+    the cost of one claim call whatever its limit (the plugin index reads only matching tasks)."""
+    raw_key = f"{prefix}-many-raw"
+    ours: list[float] = []
+    raw: list[float] = []
+    calls: list[float] = []
+    try:
+        for round_number, (queue, claim) in enumerate(claims_behind_others(client, f"{prefix}-many", rounds,
+                                                                            ahead, limit)):
+            if round_number == 0:
+                freeze_what_start_up_made()  # as `kat-scheduler api` does once started
+                time_claim_calls(queue, calls)
             client.zadd(raw_key, {str(n): n for n in range(limit)})
             started = time.perf_counter()
-            assert len(queue.claim(limit, plugin_ids=["shodan"])) == limit, "the matching tasks were not all found"
+            assert len(claim()) == limit, "the matching tasks were not all found"
             ours.append(time.perf_counter() - started)
             started = time.perf_counter()
             client.zpopmin(raw_key, limit)
             raw.append(time.perf_counter() - started)
-        report(Figure(f"filtered pop of {limit:,} p99 ({ahead:,} tasks of other plugins ahead)", p99_ms(ours), "ms",
-                      p99_ms(raw), f"raw ZPOPMIN of {limit:,} p99", lower_is_better=True))
-        report(Figure(f"  its longest script call, p99 ({CLAIM_CHUNK} tasks a call)", p99_ms(calls), "ms",
-                      p99_ms(raw), f"raw ZPOPMIN of {limit:,} p99", lower_is_better=True))
     finally:
         gc.unfreeze()
-        drop(client, f"{prefix}-many")
+        client.delete(raw_key)
+    report(Figure(f"filtered pop of {limit:,} p99 ({ahead:,} tasks of other plugins ahead)", p99_ms(ours), "ms",
+                  p99_ms(raw), f"raw ZPOPMIN of {limit:,} p99", lower_is_better=True))
+    report(Figure(f"  its longest script call, p99 ({CLAIM_CHUNK} tasks a call)", p99_ms(calls), "ms",
+                  p99_ms(raw), f"raw ZPOPMIN of {limit:,} p99", lower_is_better=True))
+
+
+def time_claim_calls(queue: PriorityQueue, calls: list[float]) -> None:
+    """From now on, note in `calls` how long each of the queue's claim script calls holds Redis."""
+    call = queue._call
+
+    def timed_call(operation: str, *args: object) -> object:
+        started = time.perf_counter()
+        try:
+            return call(operation, *args)
+        finally:
+            if operation == "claim":
+                calls.append(time.perf_counter() - started)
+
+    queue._call = timed_call  # type: ignore[method-assign]
 
 
 def run(quick: bool = False) -> None:

@@ -25,29 +25,17 @@ from pathlib import Path
 import redis
 
 import kat_scheduler.queues.priority_queue as priority_queue
-from benchmarks.bench_queue import REDIS_URL, drop, tasks
-from kat_scheduler.models import BoefjeTask
-from kat_scheduler.queues import PriorityQueue, connect
+from benchmarks.bench_queue import REDIS_URL, claims_behind_others
+from kat_scheduler.queues import connect
 
 AHEAD, LIMIT = 10_000, 1_000
 
 
 def claims(client: redis.Redis, rounds: int, one_by_one: bool, around: Callable[[Callable[[], object]], None]) -> None:
     """`rounds` filtered claims of LIMIT behind AHEAD, each made inside `around`."""
-    prefix = f"kat-claim-cost-{uuid.uuid4().hex[:8]}"
-    queue = PriorityQueue(client, "boefje", prefix=prefix)
-    try:
-        queue.push_many([(task, 1) for task in tasks(AHEAD, orgs=100)])
-        queue.claim(1, plugin_ids=["shodan"])  # the first filtered claim completes the plugin index
-        if one_by_one:
-            queue.set_weights({"org0": 1})
-        for round_number in range(rounds):
-            queue.push_many([(BoefjeTask(boefje={"id": "shodan"}, organization=f"org{n % 100}",
-                                         input_ooi=f"Hostname|internet|r{round_number}-{n}.example.com"), 10**12)
-                             for n in range(LIMIT)])
-            around(lambda: queue.claim(LIMIT, plugin_ids=["shodan"]))
-    finally:
-        drop(client, prefix)
+    for _, claim in claims_behind_others(client, f"kat-claim-cost-{uuid.uuid4().hex[:8]}", rounds, AHEAD, LIMIT,
+                                         one_by_one):
+        around(claim)
 
 
 def command_times(rounds: int, one_by_one: bool) -> None:
